@@ -1,0 +1,1 @@
+"""Environments the agent acts in. Sokoban is the one implemented so far."""
