@@ -1,0 +1,76 @@
+"""Repository hygiene: install metadata agrees with itself, CI runs the README's
+test command, and notebooks are committed without outputs."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.requirements import Requirement
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _normalise(requirement: str) -> str:
+    return re.sub(r"\s+", "", requirement).lower()
+
+
+def test_environment_yml_lists_the_pyproject_stack():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    conda = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict) and "pip" in d)
+    python_spec = next(d for d in conda["dependencies"] if isinstance(d, str) and d.startswith("python"))
+    assert sorted(map(_normalise, pip_section)) == sorted(map(_normalise, pyproject["project"]["dependencies"]))
+    assert python_spec.removeprefix("python") == pyproject["project"]["requires-python"]
+
+
+def test_vllm_extra_stays_inside_trl_range():
+    """TRL's own ``vllm`` extra pins the vLLM versions it supports; ours must not exceed it."""
+    from importlib.metadata import requires
+
+    ours = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["vllm"]
+    trl_vllm = [r for r in requires("trl") or [] if r.startswith("vllm") and 'extra == "vllm"' in r]
+    assert trl_vllm, "trl no longer declares a vllm extra"
+    theirs = Requirement(trl_vllm[0].split(";")[0]).specifier
+    mine = Requirement(ours[0]).specifier
+    assert mine == theirs, f"our vllm extra {mine} differs from TRL's {theirs}"
+
+
+def _readme_command(label: str) -> str:
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(rf"<!-- {label} -->\s*```bash\n(.+?)\n```", readme, re.DOTALL)
+    assert match, f"README has no fenced command marked <!-- {label} -->"
+    return match.group(1).strip()
+
+
+def test_ci_runs_the_readme_test_command():
+    assert _readme_command("test-command") in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_committed_without_outputs(path):
+    notebook = json.loads(path.read_text())
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs"), f"{path.name}: a code cell has saved outputs"
+            assert cell.get("execution_count") is None, f"{path.name}: a code cell has an execution count"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_opens_with_the_house_cells(path):
+    notebook = json.loads(path.read_text())
+    cells = notebook["cells"]
+    text = ["".join(c["source"]) for c in cells]
+    assert "colab.research.google.com" in text[0], "first cell must carry the Colab badge"
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters'"
+    params = "".join(tagged[0]["source"])
+    for name in ("preset", "seed", "run_dir", "smoke"):
+        assert re.search(rf"^{name}\s*=", params, re.MULTILINE), f"parameters cell lacks {name}"
+    assert not re.search(r"(api_key|token|secret|password)\s*=", params, re.IGNORECASE), "no secrets as parameters"
+    assert "recap" in text[-1].lower(), "last cell is a short recap"
