@@ -12,13 +12,11 @@ taken by an earlier level is skipped, so no grid appears in two splits.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from dynamind_lite.envs.sokoban import generate_level, solve
+from dynamind_lite.io import jsonl_text, write_text_atomic
 
 FAMILIES = {
     # family: (size, num_boxes, max_moves, base seed, [(split, count), ...])
@@ -46,19 +44,6 @@ def make_family(name: str) -> dict[str, list[dict]]:
     return out
 
 
-def to_jsonl(rows: list[dict]) -> str:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: never a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "sokoban")
@@ -68,13 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     for family in FAMILIES:
         for split, rows in make_family(family).items():
             path = args.out / f"{split}.jsonl"
-            text = to_jsonl(rows)
+            text = jsonl_text(rows)
             if args.check:
                 same = path.is_file() and path.read_text(encoding="utf-8") == text
                 mismatches += not same
                 print(f"{path}: {'identical' if same else 'DIFFERS'}")
             else:
-                write_atomic(path, text)
+                write_text_atomic(path, text)
                 print(f"{path}: {len(rows)} levels")
     return 1 if mismatches else 0
 

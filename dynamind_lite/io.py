@@ -1,0 +1,70 @@
+"""Atomic writes: a file or a model directory appears complete or not at all.
+
+Every artefact the project writes (level sets, SFT data, metrics, checkpoints)
+goes through these helpers, so an error or an interrupt never leaves a partial
+file behind. Used from notebook 01 on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same
+    folder, renamed over ``path`` only when complete. Creates parent folders."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
+    """``payload`` as indented JSON (UTF-8, no ASCII escaping), written atomically."""
+    return write_text_atomic(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
+def jsonl_text(rows: Iterable[dict]) -> str:
+    """One JSON object per line, in order (the byte format of every shipped JSONL file)."""
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
+    """JSONL, written atomically."""
+    return write_text_atomic(path, jsonl_text(rows))
+
+
+def save_pretrained_atomic(model: Any, tokenizer: Any, target: str | os.PathLike) -> Path:
+    """``save_pretrained`` of a model and its tokenizer into a temporary sibling
+    folder, then swapped in for ``target`` (an old ``target`` is replaced whole)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, target)
+    return target
