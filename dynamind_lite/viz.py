@@ -1,0 +1,432 @@
+"""Pictures and widgets for the notebooks.
+
+* boards as images (:func:`board_image`, :func:`show_board`, :func:`show_boards`),
+  a playable board (:func:`play`, :class:`SokobanPlayer`) and policy returns
+  (:func:`plot_returns`), introduced in ``notebooks/01_mdp_sokoban.ipynb``;
+* search trees (:func:`draw_tree`, :func:`tree_explorer`), introduced in
+  ``notebooks/02_dfs_search_tree.ipynb``.
+
+Everything draws with matplotlib (any backend, ``Agg`` included: headless
+papermill runs render the figures into the executed notebook) and ipywidgets
+(in JupyterLab and Colab the buttons work; under papermill the widgets are only
+rendered, nobody clicks them). Pictures only: nothing here changes the
+method, so there is no departure from the paper to list.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from dynamind_lite.response import ACTIONS, GRID_SYMBOLS
+
+# =========================================================================== #
+# Boards as images
+# =========================================================================== #
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "wall": (70, 70, 80),
+    "floor": (238, 232, 213),
+    "target": (220, 50, 47),
+    "box": (196, 134, 56),
+    "box_on_target": (60, 160, 75),
+    "player": (38, 110, 210),
+}
+"""RGB of each element of a board picture (``notebooks/01_mdp_sokoban.ipynb``)."""
+
+_LAYERS: dict[str, tuple[str, ...]] = {
+    # symbol: (background, shapes drawn on top, in order)
+    "#": ("wall",),
+    "_": ("floor",),
+    "O": ("floor", "ring"),
+    "X": ("floor", "box"),
+    "√": ("floor", "box_on_target"),
+    "P": ("floor", "player"),
+    "S": ("floor", "ring", "player"),
+}
+
+
+def _tile_masks(tile: int) -> dict[str, np.ndarray]:
+    """Boolean (tile, tile) masks: a ring (target), a disc (player), an inset square (box)."""
+    centre = (tile - 1) / 2
+    yy, xx = np.mgrid[0:tile, 0:tile]
+    radius = np.hypot(yy - centre, xx - centre)
+    inset = max(1, round(tile * 0.12))
+    square = np.zeros((tile, tile), dtype=bool)
+    square[inset:tile - inset, inset:tile - inset] = True
+    return {
+        "ring": (radius <= tile * 0.45) & (radius >= tile * 0.45 - max(1.0, tile * 0.1)),
+        "player": radius <= tile * 0.28,
+        "box": square,
+        "box_on_target": square,
+    }
+
+
+def _tiles(tile: int) -> np.ndarray:
+    """(len(GRID_SYMBOLS), tile, tile, 3) uint8: the picture of each symbol."""
+    masks = _tile_masks(tile)
+    tiles = np.zeros((len(GRID_SYMBOLS), tile, tile, 3), dtype=np.uint8)
+    for index, symbol in enumerate(GRID_SYMBOLS):
+        background, *shapes = _LAYERS[symbol]
+        tiles[index] = COLOURS[background]
+        for shape in shapes:
+            tiles[index][masks[shape]] = COLOURS["target" if shape == "ring" else shape]
+    return tiles
+
+
+def board_image(grid: str, tile: int = 24) -> np.ndarray:
+    """The board ``grid`` (text, one row per line) as an RGB picture
+    (``notebooks/01_mdp_sokoban.ipynb``).
+
+    Returns a uint8 array of shape (H * tile, W * tile, 3) for an H x W board:
+    walls dark grey, floor cream, targets a red ring, boxes brown squares, boxes
+    on targets green squares, the player a blue disc (inside a red ring when it
+    stands on a target); see ``COLOURS``. Any rectangular grid of Sokoban
+    symbols is drawn, even one that is not a legal level (a model's imagined
+    state); raises ``ValueError`` for other symbols or ragged rows.
+    """
+    if not isinstance(tile, int) or tile < 2:
+        raise ValueError(f"tile must be an integer >= 2 pixels, got {tile!r}")
+    if not isinstance(grid, str) or not grid.strip("\n"):
+        raise ValueError("board_image needs a non-empty grid text")
+    rows = grid.strip("\n").split("\n")
+    width = len(rows[0])
+    index = np.zeros((len(rows), width), dtype=np.intp)
+    for r, row in enumerate(rows):
+        if len(row) != width:
+            raise ValueError(f"ragged grid: row {r} has {len(row)} cells, row 0 has {width}")
+        for c, symbol in enumerate(row):
+            position = GRID_SYMBOLS.find(symbol)
+            if position < 0:
+                raise ValueError(f"unknown symbol {symbol!r} at row {r}, column {c}; allowed: {' '.join(GRID_SYMBOLS)}")
+            index[r, c] = position
+    picture = _tiles(tile)[index]  # (H, W, tile, tile, 3)
+    return picture.transpose(0, 2, 1, 3, 4).reshape(len(rows) * tile, width * tile, 3)
+
+
+def _png(image: np.ndarray) -> bytes:
+    import matplotlib.image
+
+    buffer = io.BytesIO()
+    matplotlib.image.imsave(buffer, image, format="png")
+    return buffer.getvalue()
+
+
+def show_board(grid: str, ax: Any = None, title: str | None = None, tile: int = 24) -> Any:
+    """Draw ``grid`` on a matplotlib axes (a new figure when ``ax`` is None) and
+    return the axes (``notebooks/01_mdp_sokoban.ipynb``)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        rows = grid.strip("\n").split("\n")
+        _, ax = plt.subplots(figsize=(0.4 * len(rows[0]) + 0.4, 0.4 * len(rows) + 0.6))
+    ax.imshow(board_image(grid, tile), interpolation="nearest")
+    ax.set_axis_off()
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def show_boards(grids: Sequence[str], titles: Sequence[str] | None = None, tile: int = 24) -> Any:
+    """Draw several boards in one row and return the figure (``notebooks/01_mdp_sokoban.ipynb``)."""
+    import matplotlib.pyplot as plt
+
+    grids = list(grids)
+    if not grids:
+        raise ValueError("show_boards needs at least one grid")
+    if titles is not None and len(titles) != len(grids):
+        raise ValueError(f"got {len(titles)} titles for {len(grids)} grids")
+    fig, axes = plt.subplots(1, len(grids), figsize=(2.2 * len(grids), 2.6), squeeze=False)
+    for i, (ax, grid) in enumerate(zip(axes[0], grids)):
+        show_board(grid, ax=ax, title=None if titles is None else titles[i], tile=tile)
+    fig.tight_layout()
+    return fig
+
+
+def plot_returns(returns: dict[str, dict[str, Sequence[float]]], ax: Any = None) -> Any:
+    """Bar chart of mean episode return per level set and policy, every episode as a
+    dot, the mean written on each bar; returns the axes (``notebooks/01_mdp_sokoban.ipynb``).
+
+    returns: ``{level set: {policy: [G of each episode]}}``, e.g.
+        ``{"ID": {"random": [...], "solver": [...]}, "OOD": {...}}``.
+    """
+    import matplotlib.pyplot as plt
+
+    if not returns or not all(returns.values()):
+        raise ValueError("plot_returns needs at least one level set with at least one policy")
+    policies = list(dict.fromkeys(p for by_policy in returns.values() for p in by_policy))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.6 + 1.4 * len(returns) * len(policies) / 2, 3.2))
+    width = 0.8 / len(policies)
+    rng = np.random.default_rng(0)  # horizontal jitter of the dots only
+    for j, policy in enumerate(policies):
+        for i, by_policy in enumerate(returns.values()):
+            values = np.asarray(by_policy.get(policy, []), dtype=float)
+            if values.size == 0:
+                continue
+            x = i + (j - (len(policies) - 1) / 2) * width
+            ax.bar(x, values.mean(), width * 0.9, color=f"C{j}", alpha=0.6, label=policy if i == 0 else None)
+            ax.scatter(x + rng.uniform(-width / 4, width / 4, values.size), values, s=6, color=f"C{j}", zorder=3)
+            ax.text(x, max(values.mean(), 0) + 0.3, f"{values.mean():.2f}", ha="center", fontsize=8)
+    ax.axhline(0, color="0.3", linewidth=0.8)
+    ax.set_xticks(range(len(returns)), list(returns))
+    ax.set_ylabel("episode return G")
+    ax.legend(fontsize=8, loc="center")
+    return ax
+
+
+# =========================================================================== #
+# A playable board
+# =========================================================================== #
+
+
+class SokobanPlayer:
+    """Play a level by hand with buttons (``notebooks/01_mdp_sokoban.ipynb``).
+
+    Up / Down / Left / Right buttons call ``SokobanEnv.step``; Reset starts the
+    level again. The board picture redraws in an ``Output`` widget, and a status
+    line shows the step count t, the last reward r_t, the return G = sum r_t and
+    whether the episode is done (solved or out of steps). Display the player
+    (``display(player)`` or as the last expression of a cell) to use it.
+
+    Attributes: ``env`` (the SokobanEnv), ``buttons`` (action -> Button, plus
+    ``"Reset"``), ``board`` (the Output widget), ``status`` (an HTML widget),
+    ``widget`` (the whole box), ``rewards`` (this episode's rewards), ``info``
+    (the last step's info dict).
+    """
+
+    def __init__(self, grid: str, max_steps: int = 30, tile: int = 32):
+        import ipywidgets as widgets
+
+        from dynamind_lite.envs.sokoban import SokobanEnv
+
+        self.grid = grid
+        self.tile = tile
+        self.env = SokobanEnv(max_steps=max_steps)
+        self.buttons = {name: widgets.Button(description=name, layout=widgets.Layout(width="70px"))
+                        for name in (*ACTIONS, "Reset")}
+        for name in ACTIONS:
+            self.buttons[name].on_click(lambda _button, action=name: self.step(action))
+        self.buttons["Reset"].on_click(lambda _button: self.reset())
+        self.board = widgets.Output()
+        self.status = widgets.HTML()
+        blank = widgets.Label(layout=widgets.Layout(width="70px"))
+        pad = widgets.VBox([widgets.HBox([blank, self.buttons["Up"], blank]),
+                            widgets.HBox([self.buttons["Left"], self.buttons["Down"], self.buttons["Right"]]),
+                            widgets.HBox([self.buttons["Reset"]])])
+        self.widget = widgets.VBox([self.board, self.status, pad])
+        self.reset()
+
+    def reset(self) -> None:
+        """Start the level again."""
+        self.env.reset(options={"grid": self.grid})
+        self.rewards: list[float] = []
+        self.info: dict = {}
+        self._redraw()
+
+    def step(self, action: str) -> None:
+        """Take ``action``; does nothing once the episode is done (press Reset)."""
+        if self.env.done:
+            return
+        _, reward, _, _, self.info = self.env.step(action)
+        self.rewards.append(reward)
+        self._redraw()
+
+    @property
+    def episode_return(self) -> float:
+        """G = sum of this episode's rewards."""
+        return float(sum(self.rewards))
+
+    def _redraw(self) -> None:
+        from IPython.display import Image
+
+        self.board.outputs = ()
+        self.board.append_display_data(Image(data=_png(board_image(self.env.render(), self.tile)), format="png"))
+        last = f"{self.rewards[-1]:+.1f}" if self.rewards else "-"
+        if self.env.done:
+            outcome = "<b style='color:green'>solved!</b>" if self.info.get("success") else \
+                "<b style='color:#c00'>out of steps</b>"
+        else:
+            outcome = "playing"
+        self.status.value = (f"step {len(self.rewards)}/{self.env.max_steps} &nbsp; last reward {last} &nbsp; "
+                             f"return {self.episode_return:+.1f} &nbsp; {outcome}")
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def play(grid: str, max_steps: int = 30) -> SokobanPlayer:
+    """A :class:`SokobanPlayer` for ``grid`` (``notebooks/01_mdp_sokoban.ipynb``);
+    make it the last expression of a cell to show it."""
+    return SokobanPlayer(grid, max_steps=max_steps)
+
+
+# =========================================================================== #
+# Search trees
+# =========================================================================== #
+
+
+def _layout(root: Any) -> dict[int, tuple[float, int]]:
+    """(x, depth) of every node: leaves at 0, 1, 2, ... left to right, parents
+    centred over their children."""
+    where: dict[int, tuple[float, int]] = {}
+    next_leaf = [0.0]
+
+    def place(node: Any, depth: int) -> float:
+        if node.children:
+            x = float(np.mean([place(child, depth + 1) for child in node.children]))
+        else:
+            x, next_leaf[0] = next_leaf[0], next_leaf[0] + 1
+        where[id(node)] = (x, depth)
+        return x
+
+    place(root, 0)
+    return where
+
+
+def draw_tree(tree: Any, ax: Any = None, tile: int = 8, boards: bool = True) -> Any:
+    """Draw a ``dynamind_lite.search.SearchTree`` and return the axes
+    (``notebooks/02_dfs_search_tree.ipynb``).
+
+    The root (the current state s) is on top, depth grows downwards. Each node
+    shows its board (a small picture, or the text with ``boards=False``); each
+    edge is labelled with the action a_k and the reward r_k of that transition.
+    A green frame marks a node that solved the level, a red one a node whose
+    episode ended unsolved; rollout leaves that did not end show their
+    bootstrap value V(s_leaf).
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage, TextArea
+
+    where = _layout(tree.root)
+    leaves = max(x for x, _ in where.values()) + 1
+    depth = max(d for _, d in where.values())
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(4.0, 1.9 * leaves), 1.9 * (depth + 1) + 0.4))
+
+    def visit(node: Any) -> None:
+        x, d = where[id(node)]
+        for child in node.children:
+            cx, cd = where[id(child)]
+            ax.plot([x, cx], [-d, -cd], color="0.6", zorder=1)
+            ax.text((x + cx) / 2, -(d + cd) / 2, f"{child.action}\nr={child.reward:+.1f}", ha="center",
+                    va="center", fontsize=7, zorder=3, bbox={"boxstyle": "round", "fc": "white", "ec": "0.8"})
+            visit(child)
+        frame = "green" if node.success else ("red" if node.done else "0.5")
+        if boards:
+            content = OffsetImage(board_image(node.observation, tile), zoom=1.0)
+        else:
+            content = TextArea(node.observation, textprops={"family": "monospace", "fontsize": 6})
+        ax.add_artist(AnnotationBbox(content, (x, -d), frameon=True, pad=0.2, zorder=2,
+                                     bboxprops={"edgecolor": frame, "linewidth": 2 if node.done else 1}))
+        if node.value is not None:
+            ax.text(x, -d - 0.42, f"V={node.value:.2f}", ha="center", va="top", fontsize=7, color="navy")
+
+    visit(tree.root)
+    ax.set_xlim(-0.6, leaves - 0.4)
+    ax.set_ylim(-depth - 0.7, 0.5)
+    ax.set_axis_off()
+    ax.set_title(f"search tree: b={tree.b}, d={tree.d}, {tree.num_nodes()} nodes, {tree.env_steps} env steps",
+                 fontsize=9)
+    return ax
+
+
+class TreeExplorer:
+    """Walk a search tree node by node (``notebooks/02_dfs_search_tree.ipynb``).
+
+    One button per child (labelled with its action) goes down, "Up" goes to the
+    parent, "Root" back to the top. The panel shows the node's board, the path
+    of actions from the root, the reward of the last transition, the return
+    along the path, done/success, and V(s) where the node has one.
+
+    Attributes: ``path`` (the nodes from the root to the current one), ``node``
+    (the current one), ``children`` (a box of child Buttons), ``up_button``,
+    ``root_button``, ``board`` (Output), ``status`` (HTML), ``widget``.
+    """
+
+    def __init__(self, tree: Any, tile: int = 28):
+        import ipywidgets as widgets
+
+        self.tree = tree
+        self.tile = tile
+        self.path = [tree.root]
+        self.board = widgets.Output()
+        self.status = widgets.HTML()
+        self.children = widgets.HBox()
+        self.up_button = widgets.Button(description="Up (parent)")
+        self.root_button = widgets.Button(description="Root")
+        self.up_button.on_click(lambda _button: self.up())
+        self.root_button.on_click(lambda _button: self.to_root())
+        self.widget = widgets.VBox([self.board, self.status, self.children,
+                                    widgets.HBox([self.up_button, self.root_button])])
+        self._redraw()
+
+    @property
+    def node(self) -> Any:
+        return self.path[-1]
+
+    def down(self, index: int) -> None:
+        """Go to the ``index``-th child of the current node."""
+        children = self.node.children
+        if not 0 <= index < len(children):
+            raise IndexError(f"node has {len(children)} children, no child {index}")
+        self.path.append(children[index])
+        self._redraw()
+
+    def go(self, action: str) -> None:
+        """Go to the child reached by ``action``."""
+        actions = [child.action for child in self.node.children]
+        if action not in actions:
+            raise ValueError(f"no child by action {action!r} here; children: {actions}")
+        self.down(actions.index(action))
+
+    def up(self) -> None:
+        """Go to the parent (stays at the root)."""
+        if len(self.path) > 1:
+            self.path.pop()
+        self._redraw()
+
+    def to_root(self) -> None:
+        del self.path[1:]
+        self._redraw()
+
+    def _redraw(self) -> None:
+        import ipywidgets as widgets
+        from IPython.display import Image
+
+        node = self.node
+        self.board.outputs = ()
+        self.board.append_display_data(Image(data=_png(board_image(node.observation, self.tile)), format="png"))
+        actions = " ".join(n.action for n in self.path[1:]) or "(root: the current state s)"
+        path_return = sum(n.reward for n in self.path[1:])
+        parts = [f"path: {actions}", f"depth {len(self.path) - 1}"]
+        if len(self.path) > 1:
+            parts += [f"r = {node.reward:+.1f}", f"sum r = {path_return:+.1f}"]
+        if node.done:
+            parts.append("episode ended: " + ("solved" if node.success else "unsolved"))
+        if node.value is not None:
+            parts.append(f"V(s) = {node.value:.2f}, rollout value = {path_return + node.value:.2f}")
+        self.status.value = " &nbsp;|&nbsp; ".join(parts)
+        buttons = []
+        for i, child in enumerate(node.children):
+            button = widgets.Button(description=f"{child.action} ({child.reward:+.1f})")
+            button.on_click(lambda _button, index=i: self.down(index))
+            buttons.append(button)
+        self.children.children = tuple(buttons)
+        self.up_button.disabled = self.root_button.disabled = len(self.path) == 1
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def tree_explorer(tree: Any) -> TreeExplorer:
+    """A :class:`TreeExplorer` for ``tree`` (``notebooks/02_dfs_search_tree.ipynb``);
+    make it the last expression of a cell to show it."""
+    return TreeExplorer(tree)
