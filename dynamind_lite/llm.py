@@ -1,0 +1,494 @@
+"""LLM parts of RESIM over any OpenAI-compatible server: the chat client, the
+aggregator that writes a^ReSim, a prompted value function and the Sim Score judge.
+
+Introduced in ``notebooks/03_resim_aggregation.ipynb`` (the aggregator next to
+the offline ``TemplateAggregator``); the judge is the paper's way of scoring
+simulations (``notebooks/04_resim_sft.ipynb`` scores them exactly instead).
+
+The server can be vLLM (``vllm serve MODEL``), ``transformers serve MODEL`` or a
+hosted API: everything goes through the official ``openai`` client, so the same
+code talks to all three.
+
+Where we depart from the paper, and why:
+
+- The paper's aggregation prompt is not published. Ours
+  (``templates/resim_aggregate.txt``) asks the LLM to copy every rollout block
+  verbatim, compare, then write ``Best:``/``Plan:`` and answer the plan's first
+  action, in the grammar of ``dynamind_lite.response``. Every answer is checked
+  against the real search tree (``resim.validate_resim_response``) and rejected
+  when wrong, so the data keeps the paper's guarantee that every simulated state
+  is a real one (Sim Score 1.00 for RESIM) even with a small, sloppy aggregator.
+- The paper prompts a model for V only in AndroidWorld; for Sokoban the exact
+  solver value (``search.ExactValue``) is cheaper and correct. ``LLMValueFunction``
+  is here for the general recipe and for comparison.
+- The paper's judge is Qwen3-235B over whole trajectories. Sokoban states can be
+  compared exactly (parse the grids), so the project's Sim Score is exact;
+  ``llm_sim_score`` reproduces the judge setup for one (simulated, real) pair of
+  texts with any model the server has.
+- Servers that split ``<think>...</think>`` into a separate ``reasoning_content``
+  field (transformers serve and vLLM do, for Qwen models) get it glued back, so
+  ``ChatResult.text`` is always the response as the model wrote it.
+
+Secrets: the API key is read from an environment variable (``api_key_env``) and
+lives only inside the ``openai`` client; it is never in a repr, a pickle, an
+error message or a file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+import openai
+from openai.types.chat import ChatCompletion
+
+from dynamind_lite.prompts import SYSTEM_PROMPT, build_messages
+from dynamind_lite.resim import AggregationRejected, validate_resim_response
+from dynamind_lite.response import format_rollout
+
+# --------------------------------------------------------------------------- #
+# Errors and templates (plumbing)
+# --------------------------------------------------------------------------- #
+
+
+class LLMError(RuntimeError):
+    """The LLM server failed: timeout, no connection, an HTTP error, or an answer
+    that is not a usable chat completion (garbage, empty, unparseable number).
+    The message names the server and the problem."""
+
+
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def load_template(name: str) -> str:
+    """The text of ``dynamind_lite/templates/NAME.txt`` (e.g. ``"resim_aggregate"``)."""
+    path = resources.files("dynamind_lite") / "templates" / f"{name}.txt"
+    if not path.is_file():
+        raise ValueError(f"no prompt template named {name!r} in dynamind_lite/templates/")
+    return path.read_text(encoding="utf-8")
+
+
+def fill_template(template: str, **fields: str) -> str:
+    """``template`` with its ``{field}`` placeholders filled.
+
+    Raises ValueError naming the placeholders that have no value, or the values
+    that the template has no placeholder for (a custom template that silently
+    dropped the rollouts would make every answer wrong)."""
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as err:
+        raise ValueError(f"prompt template is not a valid format string: {err}") from err
+    missing, unused = sorted(names - fields.keys()), sorted(fields.keys() - names)
+    if missing or unused:
+        raise ValueError(f"prompt template placeholders do not match: missing values for {missing}, "
+                         f"no placeholder for {unused}")
+    return template.format(**fields)
+
+
+def _shorten(text: Any, limit: int = 200) -> str:
+    text = str(text)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
+
+
+# --------------------------------------------------------------------------- #
+# The chat client
+# --------------------------------------------------------------------------- #
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """One chat answer.
+
+    text: the assistant message as the model wrote it (a ``<think>`` block that
+        the server split off is glued back in front).
+    completion_tokens: tokens the server generated for it (its ``usage``), >= 0.
+    finish_reason: ``"stop"`` (end of turn), ``"length"`` (hit max_tokens), ...
+    """
+
+    text: str
+    completion_tokens: int
+    finish_reason: str | None
+
+
+class ChatClient:
+    """A chat-completions client for one model on one OpenAI-compatible server.
+
+    Introduced in ``notebooks/03_resim_aggregation.ipynb``.
+
+    Args:
+        base_url: the server's API root, e.g. ``http://127.0.0.1:8000/v1``.
+        model: the model name the server knows (for ``transformers serve PATH``:
+            the path; for vLLM: the served model name).
+        api_key_env: NAME of the environment variable holding the API key (never
+            the key itself). Unset -> ``"EMPTY"`` (local servers ignore it).
+        timeout: seconds to wait for one answer before giving up, > 0.
+        max_retries: extra attempts on timeouts, lost connections, 429 and 5xx
+            (the ``openai`` client's backoff), >= 0.
+    """
+
+    def __init__(self, base_url: str, model: str, api_key_env: str = "OPENAI_API_KEY",
+                 timeout: float = 60.0, max_retries: int = 2):
+        if not isinstance(base_url, str) or urlsplit(base_url).scheme not in ("http", "https") \
+                or not urlsplit(base_url).netloc:
+            raise ValueError(f"base_url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {base_url!r}")
+        if not isinstance(model, str) or not model.strip():
+            raise ValueError(f"model must be a non-empty model name, got {model!r}")
+        if not isinstance(api_key_env, str) or not _ENV_NAME_RE.match(api_key_env):
+            # Never echo the value: someone may have passed the key itself.
+            raise ValueError("api_key_env must be the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                             "not the key itself")
+        if not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+        self.base_url = base_url
+        self.model = model
+        self.api_key_env = api_key_env
+        self.timeout = float(timeout)
+        self.max_retries = max_retries
+        self._client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY",
+                                     timeout=self.timeout, max_retries=max_retries)
+
+    def __repr__(self) -> str:
+        return (f"ChatClient(base_url={self.base_url!r}, model={self.model!r}, api_key_env={self.api_key_env!r}, "
+                f"timeout={self.timeout!r}, max_retries={self.max_retries!r})")
+
+    # Pickling (worker processes) keeps the settings only; the key is read from
+    # the environment again on the other side.
+    def __getstate__(self) -> dict:
+        return {"base_url": self.base_url, "model": self.model, "api_key_env": self.api_key_env,
+                "timeout": self.timeout, "max_retries": self.max_retries}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(**state)
+
+    def _where(self) -> str:
+        return f"LLM server {self.base_url} (model {self.model!r})"
+
+    def chat(self, messages: Sequence[dict[str, str]], temperature: float = 0.0, max_tokens: int = 512,
+             seed: int | None = None, top_p: float | None = None, allow_empty: bool = False) -> ChatResult:
+        """Send one conversation, return the assistant's answer.
+
+        Args:
+            messages: ``[{"role": "system"|"user"|"assistant", "content": str}, ...]``.
+            temperature: 0.0 = greedy; typical sampling 0.7-1.0.
+            max_tokens: most tokens to generate, >= 1.
+            seed: sampling seed, for servers that honour it (vLLM, transformers serve).
+            top_p: nucleus sampling mass in (0, 1]; None leaves the server default.
+            allow_empty: return an empty text instead of raising (a generator's
+                empty output is an invalid action for the agent loop, not a failure).
+
+        Raises:
+            ValueError: malformed arguments.
+            LLMError: timeout, connection or HTTP failure, or an answer that is not
+                a chat completion with text and a token count.
+        """
+        _check_messages(messages)
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError(f"max_tokens must be an integer >= 1, got {max_tokens!r}")
+        if not isinstance(temperature, (int, float)) or not 0.0 <= temperature <= 2.0:
+            raise ValueError(f"temperature must be in [0, 2], got {temperature!r}")
+        if top_p is not None and not 0.0 < top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
+        request: dict[str, Any] = {"model": self.model, "messages": list(messages),
+                                   "temperature": float(temperature), "max_tokens": max_tokens}
+        if seed is not None:
+            request["seed"] = int(seed)
+        if top_p is not None:
+            request["top_p"] = float(top_p)
+        where = self._where()
+        try:
+            completion = self._client.chat.completions.create(**request)
+        except openai.APITimeoutError as err:
+            raise LLMError(f"{where}: timed out, no answer within {self.timeout:g} s "
+                           f"({self.max_retries} retries)") from err
+        except openai.APIConnectionError as err:
+            raise LLMError(f"{where}: connection failed ({_shorten(err.__cause__ or err)}); "
+                           "is the server running at that address?") from err
+        except openai.APIStatusError as err:
+            detail = re.sub(r"^Error code: \d+ - ", "", err.message)
+            raise LLMError(f"{where}: HTTP error {err.status_code}: {_shorten(detail)}") from err
+        except (openai.OpenAIError, ValueError) as err:  # body that is not JSON, or not the schema
+            raise LLMError(f"{where}: malformed answer, not a chat completion "
+                           f"({type(err).__name__}: {_shorten(err)})") from err
+        return self._read_completion(completion, allow_empty)
+
+    def _read_completion(self, completion: Any, allow_empty: bool) -> ChatResult:
+        where = self._where()
+        if not isinstance(completion, ChatCompletion):
+            raise LLMError(f"{where}: malformed answer, not a chat completion: {_shorten(repr(completion))}")
+        choices = completion.choices
+        if not choices or getattr(choices[0], "message", None) is None:
+            raise LLMError(f"{where}: malformed answer without any choice/message: {_shorten(repr(completion))}")
+        message = choices[0].message
+        extra = message.model_extra or {}
+        reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+        if message.content is None and reasoning is None:
+            raise LLMError(f"{where}: answer has no text (message content is null)")
+        text = message.content or ""
+        if isinstance(reasoning, str) and reasoning:
+            text = f"<think>{reasoning}</think>{text}"
+        usage = completion.usage
+        if usage is None or not isinstance(usage.completion_tokens, int) or usage.completion_tokens < 0:
+            raise LLMError(f"{where}: answer has no usage.completion_tokens (token counts are reported metrics)")
+        if not allow_empty and not text.strip():
+            raise LLMError(f"{where}: empty answer (finish_reason={choices[0].finish_reason!r}, "
+                           f"{usage.completion_tokens} tokens)")
+        return ChatResult(text=text, completion_tokens=usage.completion_tokens,
+                          finish_reason=choices[0].finish_reason)
+
+
+def _check_messages(messages: Sequence[dict[str, str]]) -> None:
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence) or not messages:
+        raise ValueError("messages must be a non-empty list of {'role': ..., 'content': ...} dicts")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant") \
+                or not isinstance(message.get("content"), str):
+            raise ValueError(f"messages[{i}] must be a dict with role system/user/assistant and a string "
+                             f"content, got {_shorten(repr(message), 80)}")
+
+
+# --------------------------------------------------------------------------- #
+# Reading a number out of a model's answer
+# --------------------------------------------------------------------------- #
+
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+_ANSWER_RE = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+
+
+def parse_number(text: str, label: str) -> float | None:
+    """The number a model answered, or None when it gave no clear one.
+
+    Reasoning before ``</think>`` is skipped. Then, in order: the inside of the
+    last ``<answer>...</answer>``; the last ``LABEL: x`` line (e.g. ``Value: 8.8``,
+    any case, markdown bold allowed); a text that is nothing but one number.
+    A number inside free text is not taken: garbage that happens to hold a digit
+    must not become a value.
+    """
+    if not isinstance(text, str):
+        return None
+    text = text.rsplit("</think>", 1)[-1]
+    if answers := _ANSWER_RE.findall(text):
+        text = answers[-1]
+    labelled = re.findall(rf"^\s*\**{re.escape(label)}\**\s*[:=]\s*\**\s*({_NUMBER})(?!\w|\.\d)", text,
+                          re.IGNORECASE | re.MULTILINE)
+    alone = re.fullmatch(rf"\s*({_NUMBER})\.?\s*", text)
+    number = labelled[-1] if labelled else alone.group(1) if alone else None
+    if number is None or not math.isfinite(float(number)):
+        return None
+    return float(number)
+
+
+# --------------------------------------------------------------------------- #
+# The RESIM aggregator (paper Sec. 3.1): search tree -> one a^ReSim response
+# --------------------------------------------------------------------------- #
+
+
+def aggregation_prompt(observation: str, history: Sequence[tuple[str, str]], tree, template: str | None = None,
+                       history_len: int = 1) -> str:
+    """The aggregation prompt the LLM aggregator sends for ``tree``
+    (``notebooks/03_resim_aggregation.ipynb`` prints one).
+
+    ``template`` (default ``templates/resim_aggregate.txt``) gets the task (the
+    agent's system prompt), the situation (current state with the last
+    ``history_len`` steps, as in ``prompts.build_messages``), and every rollout
+    block of the tree with its real future states and value, in the grammar the
+    answer must copy (``response.format_rollout``).
+    """
+    rollouts = tree.rollouts()
+    if not rollouts:
+        raise AggregationRejected("the search tree has no rollouts to aggregate")
+    situation = build_messages(observation, history, history_len)[1]["content"]
+    blocks = "\n".join(format_rollout(i, r.actions, r.states, r.value) for i, r in enumerate(rollouts, 1))
+    return fill_template(load_template("resim_aggregate") if template is None else template, task=SYSTEM_PROMPT,
+                         situation=situation, num_rollouts=str(len(rollouts)), rollouts=blocks)
+
+
+class LLMAggregator:
+    """Writes a^ReSim for one state with an LLM, and keeps only correct answers.
+
+    Introduced in ``notebooks/03_resim_aggregation.ipynb``. Implements the
+    Aggregator protocol of ``dynamind_lite.resim``.
+
+    Each attempt sends the filled ``resim_aggregate.txt`` prompt (task, current
+    state with the last ``history_len`` steps, every rollout of the tree with its
+    real future states and value), then checks the answer with
+    ``validate_resim_response`` (format, answer is a tree action, plan is a
+    rollout, every written state is the real one). A rejected answer is sent back
+    with the reason, and the model tries again; after ``max_attempts`` rejections
+    ``AggregationRejected`` is raised with every reason. A server failure
+    (``LLMError``) counts as a rejected attempt.
+
+    Counters (for collection reports; cumulative over calls):
+        calls, accepted, failed: aggregate() calls, and how they ended.
+        attempts: requests sent; rejections: attempts that did not pass
+        (server_errors of them were LLMErrors); completion_tokens: tokens generated.
+
+    Args:
+        client: the ChatClient of the aggregator model.
+        max_attempts: tries per state, >= 1.
+        template: prompt template text; default ``templates/resim_aggregate.txt``.
+        history_len: h, past steps shown (as in ``prompts.build_messages``).
+        temperature, max_tokens, seed: sampling settings of each request
+            (attempt k uses seed + k when a seed is given).
+    """
+
+    name = "llm"
+
+    def __init__(self, client: ChatClient, max_attempts: int = 3, template: str | None = None,
+                 history_len: int = 1, temperature: float = 0.0, max_tokens: int = 2048, seed: int | None = None):
+        if not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ValueError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+        if history_len < 0:
+            raise ValueError(f"history_len must be >= 0, got {history_len}")
+        self.client = client
+        self.max_attempts = max_attempts
+        self.template = load_template("resim_aggregate") if template is None else template
+        self.history_len = history_len
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.seed = seed
+        self.calls = self.accepted = self.failed = 0
+        self.attempts = self.rejections = self.server_errors = self.completion_tokens = 0
+
+    def __repr__(self) -> str:
+        return f"LLMAggregator(client={self.client!r}, max_attempts={self.max_attempts})"
+
+    def stats(self) -> dict[str, int]:
+        """The counters as a dict (JSON-ready)."""
+        return {"calls": self.calls, "accepted": self.accepted, "failed": self.failed,
+                "attempts": self.attempts, "rejections": self.rejections,
+                "server_errors": self.server_errors, "completion_tokens": self.completion_tokens}
+
+    def build_prompt(self, observation: str, history: Sequence[tuple[str, str]], tree) -> str:
+        """The filled aggregation prompt for ``tree`` (the first user message)."""
+        return aggregation_prompt(observation, history, tree, self.template, self.history_len)
+
+    def aggregate(self, observation: str, history: Sequence[tuple[str, str]], tree) -> str:
+        """a^ReSim for ``observation``: a validated ``<think>...</think><answer>A</answer>``.
+
+        Raises AggregationRejected (with the reason of every attempt) when no
+        attempt passes validation."""
+        messages = [{"role": "user", "content": self.build_prompt(observation, history, tree)}]
+        self.calls += 1
+        reasons = []
+        for attempt in range(self.max_attempts):
+            self.attempts += 1
+            seed = None if self.seed is None else self.seed + attempt
+            try:
+                result = self.client.chat(messages, temperature=self.temperature, max_tokens=self.max_tokens,
+                                          seed=seed)
+                self.completion_tokens += result.completion_tokens
+                validate_resim_response(result.text, tree)
+            except LLMError as err:
+                self.rejections += 1
+                self.server_errors += 1
+                reasons.append(f"attempt {attempt + 1}: server error: {err}")
+                continue
+            except AggregationRejected as err:
+                self.rejections += 1
+                reasons.append(f"attempt {attempt + 1}: {err}")
+                # Show the model its answer and what was wrong with it.
+                messages = messages[:1] + [
+                    {"role": "assistant", "content": result.text},
+                    {"role": "user", "content": f"That answer was rejected: {err}. Write the whole answer "
+                                                "again, copying every rollout block exactly and following "
+                                                "the format exactly."},
+                ]
+                continue
+            self.accepted += 1
+            return result.text
+        self.failed += 1
+        raise AggregationRejected(f"LLM aggregator gave no valid a^ReSim in {self.max_attempts} attempts: "
+                                  + "; ".join(reasons))
+
+
+# --------------------------------------------------------------------------- #
+# A prompted value function V(s) (the paper's choice for AndroidWorld)
+# --------------------------------------------------------------------------- #
+
+
+class LLMValueFunction:
+    """V(s) asked from an LLM: the return still to collect from ``observation``.
+
+    Introduced in ``notebooks/03_resim_aggregation.ipynb``. Same units as the
+    value-function protocol of ``dynamind_lite.search`` (and the scale the prompt
+    explains): 10.0 - 0.1 * (n - 1) for a state n >= 1 moves from solved, so
+    solvable states lie in about (7, 10]; -1.0 for an unsolvable state; 0.0 when
+    solved. Answers outside ``value_range`` are rejected, not clipped.
+
+    Args:
+        client: the ChatClient of the model asked for V.
+        template: prompt template text with ``{task}`` and ``{state}``;
+            default ``templates/value_estimate.txt``.
+        value_range: (low, high) accepted values.
+        max_tokens: room for the answer (more for models that reason first).
+
+    Raises LLMError when the answer holds no unambiguous number in range.
+    """
+
+    name = "llm"
+
+    def __init__(self, client: ChatClient, template: str | None = None,
+                 value_range: tuple[float, float] = (-10.0, 10.0), max_tokens: int = 256):
+        low, high = value_range
+        if not low < high:
+            raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}")
+        self.client = client
+        self.template = load_template("value_estimate") if template is None else template
+        self.value_range = (float(low), float(high))
+        self.max_tokens = max_tokens
+
+    def __repr__(self) -> str:
+        return f"LLMValueFunction(client={self.client!r}, value_range={self.value_range!r})"
+
+    def __call__(self, observation: str) -> float:
+        if not isinstance(observation, str) or not observation.strip():
+            raise ValueError("observation must be a non-empty grid text")
+        prompt = fill_template(self.template, task=SYSTEM_PROMPT, state=observation.strip("\n"))
+        text = self.client.chat([{"role": "user", "content": prompt}], max_tokens=self.max_tokens).text
+        value = parse_number(text, "Value")
+        low, high = self.value_range
+        if value is None:
+            raise LLMError(f"value function: no unambiguous number in the answer of {self.client.model!r}: "
+                           f"{_shorten(repr(text))}")
+        if not low <= value <= high:
+            raise LLMError(f"value function: {value} is outside the accepted range [{low}, {high}] "
+                           f"(answer of {self.client.model!r}: {_shorten(repr(text))})")
+        return value
+
+
+# --------------------------------------------------------------------------- #
+# Sim Score by an LLM judge (the paper's Qwen3-235B set-up)
+# --------------------------------------------------------------------------- #
+
+
+def llm_sim_score(client: ChatClient, simulated: str, real: str, template: str | None = None,
+                  max_tokens: int = 256) -> float:
+    """How well ``simulated`` matches ``real``, judged by an LLM: a score in [0, 1].
+
+    Introduced in ``notebooks/04_resim_sft.ipynb``. 1 = the simulated future
+    state(s) are the real ones; 0 = unrelated or missing. ``simulated`` is the
+    text the policy wrote (possibly empty), ``real`` what the env rendered.
+
+    Raises LLMError when the judge's answer holds no unambiguous score in [0, 1].
+    """
+    if not isinstance(simulated, str) or not isinstance(real, str):
+        raise ValueError("simulated and real must be strings")
+    if not real.strip():
+        raise ValueError("real must be the non-empty text of the real future state(s)")
+    prompt = fill_template(load_template("sim_judge") if template is None else template,
+                           simulated=simulated.strip("\n") or "(the agent wrote no state)",
+                           real=real.strip("\n"))
+    text = client.chat([{"role": "user", "content": prompt}], max_tokens=max_tokens).text
+    score = parse_number(text, "Score")
+    if score is None or not 0.0 <= score <= 1.0:
+        raise LLMError(f"Sim Score judge {client.model!r}: no score in [0, 1] in its answer: {_shorten(repr(text))}")
+    return score

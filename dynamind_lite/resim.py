@@ -1,0 +1,170 @@
+"""Aggregation: one search tree -> one a^ReSim response (paper Sec. 3.1, RESIM).
+
+Introduced in ``notebooks/03_resim_aggregation.ipynb``. The response is the SFT
+target of ``notebooks/04_resim_sft.ipynb``: the policy learns to write the
+search tree (plans, real future states, values) and its decision itself.
+
+For state s with tree T (b rollouts, ``dynamind_lite.search``)::
+
+    for i in 1..b:   "Rollout i: a_1 .. a_k", "After a_j:" + s_j (real), "Value: v_i"
+    k* = argmax_i v_i                      (first of equals)
+    "Best: Rollout k* with value v_k*."
+    "Plan: plan of rollout k*"             -> answer = its first action
+
+in the grammar of ``dynamind_lite.response`` (``format_rollout``,
+``format_response``), so ``response.parse_plan`` and ``response.parse_rollouts``
+recover the plan and every simulated state from the text alone.
+
+Where we depart from the paper, and why:
+
+- The paper aggregates with a general LLM (free-form summaries). The tiny
+  preset uses ``TemplateAggregator``: deterministic, offline, and compact (no
+  prose per rollout) because a ~5M-parameter model has to learn to write it.
+  ``dynamind_lite.llm.LLMAggregator`` is the paper's way, behind the same
+  ``Aggregator`` protocol, and every LLM answer is checked by
+  ``validate_resim_response`` against the real tree.
+- Values are compared as written (one decimal), so the written comparison is
+  always consistent with the written values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from dynamind_lite.response import (
+    format_response,
+    format_rollout,
+    format_value,
+    parse_plan,
+    parse_response,
+    parse_rollouts,
+)
+
+if TYPE_CHECKING:
+    from dynamind_lite.search import Rollout, SearchTree
+
+_BEST_RE = re.compile(r"^Best: Rollout (\d+) with value (-?\d+(?:\.\d+)?)\.?\s*$")
+
+
+class AggregationRejected(ValueError):
+    """No valid a^ReSim for this tree: the message names what is wrong."""
+
+
+@runtime_checkable
+class Aggregator(Protocol):
+    """Turns (s, short history, search tree) into a^ReSim.
+
+    ``history`` holds the episode's earlier ``(state, action)`` pairs, oldest
+    first. Returns a response in the ``dynamind_lite.response`` grammar that
+    passes ``validate_resim_response``; raises ``AggregationRejected`` when it
+    cannot produce one."""
+
+    def aggregate(self, observation: str, history: Sequence[tuple[str, str]], tree: SearchTree) -> str: ...
+
+
+def best_rollout_index(rollouts: Sequence[Rollout]) -> int:
+    """0-based index of the rollout with the highest value as written (one decimal);
+    the first of equals. ``rollouts`` must not be empty."""
+    if not rollouts:
+        raise ValueError("no rollouts to choose from")
+    written = [float(format_value(r.value)) for r in rollouts]
+    return written.index(max(written))
+
+
+class TemplateAggregator:
+    """Deterministic, offline a^ReSim writer (``notebooks/03_resim_aggregation.ipynb``).
+
+    Output (b = 2, d = 2; grids abbreviated)::
+
+        <think>Rollout 1: Up Left
+        After Up:
+        ######
+        ...
+        After Left:
+        ...
+        Value: 9.7
+        Rollout 2: Down Down
+        ...
+        Value: 9.5
+        Best: Rollout 1 with value 9.7.
+        Plan: Up Left</think><answer>Up</answer>
+
+    Observation and history are not used: the prompt already shows them.
+    """
+
+    name = "template"
+
+    def __repr__(self) -> str:
+        return "TemplateAggregator()"
+
+    def aggregate(self, observation: str, history: Sequence[tuple[str, str]], tree: SearchTree) -> str:
+        rollouts = tree.rollouts()
+        if not rollouts:
+            raise AggregationRejected("the search tree has no rollouts to aggregate")
+        blocks = [format_rollout(i, r.actions, r.states, r.value) for i, r in enumerate(rollouts, 1)]
+        best = best_rollout_index(rollouts)  # k* = argmax_i v_i
+        chosen = rollouts[best]
+        blocks.append(f"Best: Rollout {best + 1} with value {format_value(chosen.value)}.")
+        blocks.append(f"Plan: {' '.join(chosen.actions)}")
+        return format_response("\n".join(blocks), chosen.actions[0])
+
+
+def validate_resim_response(text: str, tree: SearchTree) -> None:
+    """Check a^ReSim against the real tree it should summarise.
+
+    Passes silently, or raises ``AggregationRejected`` naming the first problem:
+    format (not ``<think>...</think><answer>ACTION</answer>``); a missing,
+    extra or reordered rollout block; a rollout plan, written state or value that
+    differs from the real one; no ``Best:`` line, or one that names another
+    rollout; a plan that is not a rollout of the tree, or not one of highest
+    value; an answer that is not the plan's first action.
+    """
+    parsed = parse_response(text)
+    if parsed.think is None:
+        raise AggregationRejected("format: the response is not <think>...</think><answer>ACTION</answer>")
+    if parsed.answer is None:
+        raise AggregationRejected("format: the answer is not one of the actions")
+    rollouts = tree.rollouts()
+    if not rollouts:
+        raise AggregationRejected("the search tree has no rollouts")
+
+    written = parse_rollouts(text)
+    if [w.index for w in written] != list(range(1, len(rollouts) + 1)):
+        raise AggregationRejected(f"expected rollout blocks 1..{len(rollouts)} in order, found "
+                                  f"{[w.index for w in written]}")
+    for real, sim in zip(rollouts, written):
+        if sim.actions != real.actions:
+            raise AggregationRejected(f"Rollout {sim.index}: plan {sim.actions} differs from the real "
+                                      f"rollout's {real.actions}")
+        if [a for a, _ in sim.states] != real.actions:
+            raise AggregationRejected(f"Rollout {sim.index}: 'After ACTION:' blocks "
+                                      f"{[a for a, _ in sim.states]} do not follow the plan {real.actions}")
+        for step, ((action, grid), state) in enumerate(zip(sim.states, real.states), 1):
+            if grid != state.strip("\n"):
+                raise AggregationRejected(f"Rollout {sim.index}: the state after action {step} ({action}) "
+                                          "differs from the real one")
+        if sim.value is None or format_value(sim.value) != format_value(real.value):
+            raise AggregationRejected(f"Rollout {sim.index}: value {sim.value} differs from the real value "
+                                      f"{format_value(real.value)}")
+
+    plan = parse_plan(text)
+    if plan is None:
+        raise AggregationRejected("no 'Plan:' line made only of actions")
+    plans = [r.actions for r in rollouts]
+    if plan not in plans:
+        raise AggregationRejected(f"plan {plan} is not a rollout of the tree")
+    chosen = plans.index(plan)
+    best = best_rollout_index(rollouts)
+    if format_value(rollouts[chosen].value) != format_value(rollouts[best].value):
+        raise AggregationRejected(f"plan is Rollout {chosen + 1} (value {format_value(rollouts[chosen].value)}) "
+                                  f"but Rollout {best + 1} has the higher value {format_value(rollouts[best].value)}")
+    best_lines = [m for line in parsed.think.splitlines() if (m := _BEST_RE.match(line.strip()))]
+    if not best_lines:
+        raise AggregationRejected("no 'Best: Rollout K with value V.' line")
+    if int(best_lines[-1].group(1)) != chosen + 1:
+        raise AggregationRejected(f"'Best:' names Rollout {best_lines[-1].group(1)} but the plan is "
+                                  f"Rollout {chosen + 1}")
+    if parsed.answer != plan[0]:
+        raise AggregationRejected(f"answer {parsed.answer} is not the plan's first action {plan[0]}")
