@@ -1,0 +1,259 @@
+"""The agent loop: a policy (any ``Generator``) plays many Sokoban levels at once.
+
+Introduced in ``notebooks/04_resim_sft.ipynb``; used by the evaluation harness
+(``dynamind_lite.evaluate``) for every row of the results table.
+
+One decision of the agent at time t (paper Sec. 2, the MDP (S, A, T, R))::
+
+    prompt_t   = build_messages(s_t, history, h)        system + last h (s, a) pairs + s_t
+    response_t ~ pi_theta(. | prompt_t)                  <think>...</think><answer>a_t</answer>
+    a_t        = parse_answer(response_t)                None when malformed
+    s_{t+1}, r_t, terminated, truncated = env.step(a_t)
+
+The prompt comes from ``prompts.build_messages``, the same function that builds
+the SFT data, and the answer is read by ``response.parse_answer``, the same
+parser the data is checked with, so training and evaluation cannot drift apart.
+
+Where we depart from the paper (which does not describe its loop) and why:
+
+- A malformed response (no tags, text around them, unknown action, or cut off at
+  ``max_new_tokens``) is never a crash: it is an *invalid action*, played as a
+  no-op step that costs the step reward (-0.1) and is counted by the env (the
+  convention of RAGEN, which the paper's Sokoban set-up follows). A cut-off
+  response is invalid even when its prefix happens to parse, because the model
+  did not finish its turn.
+- In the history shown to the policy an invalid step appears as
+  ``Action: (invalid)``; the SFT data only ever shows valid actions.
+- Environments are stepped in lock-step batches: at each round every running
+  episode asks the generator for one response, all in one ``generate`` call
+  (``batch_size`` episodes in flight; a finished one is replaced by the next
+  level). Greedy decoding makes the records a function of the inputs alone; with
+  sampling, round k uses seed ``seed + k``, so the same seed and batch size give
+  the same records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from dynamind_lite.envs.sokoban import SokobanEnv, parse_level
+from dynamind_lite.generation import Generation, GenerationConfig, Generator
+from dynamind_lite.prompts import build_messages
+from dynamind_lite.response import parse_answer
+
+INVALID_HISTORY_ACTION = "(invalid)"
+"""How an invalid step is written in the history part of later prompts."""
+
+INVALID_ENV_ACTION = "<invalid>"
+"""What the env is given for an invalid step: a string no parser reads as an
+action, so the env plays it as an invalid no-op and counts it. (Passing the raw
+response could be read as a move: a bare ``"Up"`` without tags is malformed for
+the policy but a valid action name for the env.)"""
+
+
+# --------------------------------------------------------------------------- #
+# Records (what the loop writes down)
+# --------------------------------------------------------------------------- #
+
+
+@dataclass
+class StepRecord:
+    """One decision of one episode.
+
+    t: step index, 0-based.
+    observation: s_t, the grid text the policy saw.
+    messages: the prompt, ``[system, user]`` chat messages (``prompts.build_messages``).
+    response: the generated text, as decoded.
+    num_tokens: tokens generated for it (Gen.Token counts these), typically 5-600.
+    prompt_tokens: tokens of the rendered prompt, or None when the backend does
+        not report it.
+    finish_reason: ``"stop"`` (end of turn) or ``"length"`` (cut at max_new_tokens).
+    action: the canonical action played, or None for an invalid step.
+    reward: r_t in {-0.1, 0.0, 10.0}.
+    next_observation: s_{t+1}, the real state after the step.
+    terminated, truncated: the env's episode-end flags after this step.
+    """
+
+    t: int
+    observation: str
+    messages: list[dict[str, str]]
+    response: str
+    num_tokens: int
+    prompt_tokens: int | None
+    finish_reason: str | None
+    action: str | None
+    reward: float
+    next_observation: str
+    terminated: bool
+    truncated: bool
+
+    @property
+    def invalid(self) -> bool:
+        return self.action is None
+
+
+@dataclass
+class EpisodeRecord:
+    """One played level.
+
+    level_id: the level's ``id`` (or its index in the list when it has none).
+    grid: s_0, the initial grid.
+    steps: every StepRecord, in order (1 <= len <= max_steps).
+    success: whether the episode ended solved.
+    """
+
+    level_id: str
+    grid: str
+    steps: list[StepRecord] = field(default_factory=list)
+    success: bool = False
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.steps)
+
+    @property
+    def total_reward(self) -> float:
+        """The return R(tau) = sum_t r_t."""
+        return sum(step.reward for step in self.steps)
+
+    @property
+    def num_invalid_actions(self) -> int:
+        return sum(step.invalid for step in self.steps)
+
+    @property
+    def num_generated_tokens(self) -> int:
+        return sum(step.num_tokens for step in self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``json.dumps`` works on it)."""
+        record = dataclasses.asdict(self)
+        record.update(num_steps=self.num_steps, total_reward=self.total_reward,
+                      num_invalid_actions=self.num_invalid_actions)
+        return record
+
+
+# --------------------------------------------------------------------------- #
+# The loop
+# --------------------------------------------------------------------------- #
+
+
+@dataclass
+class _RunningEpisode:
+    env: SokobanEnv
+    record: EpisodeRecord
+    observation: str
+    history: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _level_grid_and_id(level: dict | str, index: int) -> tuple[str, str]:
+    """(grid, id) of one entry of ``levels``; ValueError naming the entry when it
+    is not a level (checked before any episode starts)."""
+    if isinstance(level, str):
+        grid, level_id = level, str(index)
+    elif isinstance(level, dict) and isinstance(level.get("grid"), str):
+        grid, level_id = level["grid"], str(level.get("id", index))
+    else:
+        raise ValueError(f"level {index} must be a grid string or a dict with a 'grid' string, "
+                         f"got {type(level).__name__}")
+    try:
+        parse_level(grid)
+    except ValueError as err:
+        raise ValueError(f"level {index} (id {level_id}): {err}") from None
+    return grid, level_id
+
+
+def response_action(generation: Generation) -> str | None:
+    """a_t: the canonical action of a finished, well-formed response, else None
+    (malformed, unknown action, or cut off at max_new_tokens)."""
+    if generation.finish_reason == "length":
+        return None
+    return parse_answer(generation.text)
+
+
+def run_episodes(
+    generator: Generator,
+    levels: Sequence[dict | str],
+    *,
+    max_steps: int = 30,
+    history_len: int = 1,
+    generation_config: GenerationConfig | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[EpisodeRecord]:
+    """Play every level once with ``generator`` as the policy.
+
+    Args:
+        generator: any object with ``generate(conversations, config) -> list[Generation]``
+            (HF, vLLM, an OpenAI-compatible server).
+        levels: dicts with a ``grid`` (and ``id``), as ``envs.sokoban.load_levels``
+            returns them, or bare grid strings.
+        max_steps: step budget of each episode, >= 1 (typically 30 for 6x6).
+        history_len: h, previous (state, action) pairs in the prompt, >= 0.
+        generation_config: decoding settings; default ``GenerationConfig()``.
+        batch_size: episodes in flight at once (one ``generate`` call each round), >= 1.
+        seed: round k of the loop generates with seed ``seed + k``.
+        progress: show a tqdm bar of finished episodes.
+
+    Returns:
+        One EpisodeRecord per level, in the order of ``levels``.
+    """
+    if not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
+    if not isinstance(history_len, int) or history_len < 0:
+        raise ValueError(f"history_len must be an integer >= 0, got {history_len!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    config = GenerationConfig() if generation_config is None else generation_config
+    parsed = [_level_grid_and_id(level, i) for i, level in enumerate(levels)]
+
+    records: list[EpisodeRecord | None] = [None] * len(parsed)
+    waiting = list(range(len(parsed)))[::-1]  # pop() hands out levels in order
+    running: list[tuple[int, _RunningEpisode]] = []
+    round_index = 0
+    bar = tqdm(total=len(parsed), desc="episodes", unit="level", disable=not progress)
+    while waiting or running:
+        # ---- fill the free slots with new episodes -------------------------- #
+        while waiting and len(running) < batch_size:
+            index = waiting.pop()
+            grid, level_id = parsed[index]
+            env = SokobanEnv(max_steps=max_steps)
+            observation, _ = env.reset(options={"grid": grid})
+            running.append((index, _RunningEpisode(env, EpisodeRecord(level_id, grid), observation)))
+
+        # ---- one decision for every running episode: prompt -> response ---- #
+        prompts = [build_messages(ep.observation, ep.history, history_len) for _, ep in running]
+        round_config = dataclasses.replace(config, seed=seed + round_index)
+        generations = generator.generate(prompts, round_config)
+        if len(generations) != len(prompts):
+            raise RuntimeError(f"generator returned {len(generations)} generations for {len(prompts)} prompts")
+
+        # ---- act in every env; record the real transition ------------------- #
+        still_running = []
+        for (index, ep), messages, generation in zip(running, prompts, generations):
+            action = response_action(generation)
+            next_observation, reward, terminated, truncated, info = ep.env.step(
+                INVALID_ENV_ACTION if action is None else action)
+            ep.record.steps.append(StepRecord(
+                t=len(ep.record.steps), observation=ep.observation, messages=messages,
+                response=generation.text, num_tokens=int(generation.num_tokens),
+                prompt_tokens=generation.prompt_tokens, finish_reason=generation.finish_reason,
+                action=action, reward=float(reward), next_observation=next_observation,
+                terminated=bool(terminated), truncated=bool(truncated)))
+            ep.history.append((ep.observation, INVALID_HISTORY_ACTION if action is None else action))
+            ep.observation = next_observation
+            if terminated or truncated:
+                ep.record.success = bool(info.get("success", False))
+                records[index] = ep.record
+                bar.update()
+            else:
+                still_running.append((index, ep))
+        running = still_running
+        round_index += 1
+    bar.close()
+    return records  # type: ignore[return-value]
