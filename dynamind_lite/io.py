@@ -58,6 +58,7 @@ def save_pretrained_atomic(model: Any, tokenizer: Any, target: str | os.PathLike
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; give the usual umask-based mode
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -1,0 +1,220 @@
+"""Presets: every knob of a run in one typed dataclass, three sizes.
+
+Introduced in ``notebooks/04_resim_sft.ipynb``; every notebook takes a
+``preset`` parameter and reads its defaults from here.
+
+* ``tiny``: the shipped ~0.85M-parameter Qwen2-architecture model
+  (``data/models/tiny-base``) on a CPU, the whole pipeline in minutes.
+* ``small``: ``Qwen/Qwen2.5-0.5B-Instruct`` with 4-bit QLoRA, a free Colab T4.
+* ``full``: ``Qwen/Qwen2.5-7B-Instruct`` with LoRA and vLLM, the paper's model.
+
+Where we depart from the paper, and why:
+
+- The paper does not state b, d, dataset sizes, LoRA vs full fine-tuning or
+  learning rates (its predecessor Dyna-Think fine-tuned fully, lr 5e-6). The
+  full preset uses LoRA r=64 at lr 1e-4 (one 80 GB GPU); the tiny preset uses
+  b=2, d=1 (short responses are cheap to learn and to generate on a CPU) and
+  fine-tunes all weights of its tiny model (see the ``tiny`` entry below).
+- Sim Score is computed exactly for Sokoban (simulated grid == real grid), so
+  no judge model is configured here.
+
+``get_preset(name, **overrides)`` takes flat scalar overrides (papermill
+parameters) by field name and validates them before anything heavy runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import get_type_hints
+
+BACKENDS = ("hf", "vllm", "openai")
+VALUE_FUNCTIONS = ("exact", "heuristic", "llm")
+AGGREGATORS = ("template", "llm")
+ROLLOUT_POLICIES = ("noisy_solver", "random")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One run's settings (introduced in ``notebooks/04_resim_sft.ipynb``)."""
+
+    name: str
+    """Preset name: ``tiny``, ``small`` or ``full``."""
+
+    # ---- the policy model pi_theta -------------------------------------- #
+    model_name_or_path: str
+    """Base policy: hub id or ``save_pretrained`` directory, loaded by ``models.load_policy``."""
+    device: str = "auto"
+    """``cpu``, ``cuda`` or ``auto`` (a GPU when one is visible)."""
+    dtype: str = "auto"
+    """Weights/compute dtype: ``float32``, ``bfloat16``, ``float16``, ``auto`` (fp32 on CPU, bf16 on GPU)."""
+    load_in_4bit: bool = False
+    """QLoRA: quantise frozen weights to 4-bit NF4 (bitsandbytes); needs LoRA."""
+    full_finetune: bool = False
+    """Train every weight instead of LoRA adapters."""
+    lora_r: int = 16
+    """LoRA rank r (update B A with B: [d_out, r]); typical 8-64."""
+    lora_alpha: int = 32
+    """LoRA scale alpha (update multiplied by alpha / r); typical 2 r."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA input, in [0, 1)."""
+    lora_target_modules: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    """Comma-separated names of the linear layers that get adapters."""
+
+    # ---- RESIM distillation SFT (paper Sec. 3.1) ------------------------- #
+    sft_epochs: float = 2.0
+    """Passes over the a^ReSim dataset."""
+    sft_learning_rate: float = 1e-4
+    """Peak learning rate (AdamW, linear decay after warm-up); > 0."""
+    sft_warmup_ratio: float = 0.03
+    """Fraction of steps with linear warm-up, in [0, 1)."""
+    sft_batch_size: int = 4
+    """Examples per device per optimiser micro-step."""
+    sft_grad_accum: int = 4
+    """Micro-steps accumulated per optimiser step (effective batch = batch_size * grad_accum)."""
+    sft_max_seq_len: int = 2048
+    """Longest tokenised example (prompt + a^ReSim); longer ones are truncated."""
+    sft_max_steps: int = -1
+    """Stop after this many optimiser steps (-1: run ``sft_epochs``)."""
+    sft_save_steps: int = 200
+    """Save a resumable checkpoint every this many optimiser steps."""
+
+    # ---- generation (agent loop, evaluation) ----------------------------- #
+    generation_backend: str = "hf"
+    """``hf`` (transformers in process), ``vllm`` (GPU), ``openai`` (a server)."""
+    max_new_tokens: int = 1024
+    """Cap on tokens per response; a cut response is an invalid action."""
+    temperature: float = 0.0
+    """Sampling temperature; 0 = greedy (evaluation default)."""
+    eval_batch_size: int = 32
+    """Episodes in flight at once (one batched generate call per step)."""
+
+    # ---- the environment and the prompt --------------------------------- #
+    max_steps: int = 30
+    """Step budget T of a Sokoban episode."""
+    history_len: int = 1
+    """h: most recent (state, action) pairs shown in the prompt."""
+
+    # ---- RESIM data collection (paper Sec. 3.1) -------------------------- #
+    num_resim_levels: int = 1000
+    """Training levels the RESIM agent plays to make SFT data (the first N of id_train, which has 2000)."""
+    b: int = 2
+    """b: rollouts per search tree."""
+    d: int = 3
+    """d: maximum depth of a rollout (the paper caps d at 5)."""
+    rollout_policy: str = "noisy_solver"
+    """Policy that expands the tree: ``noisy_solver`` (solver + random moves) or ``random``."""
+    rollout_epsilon: float = 0.1
+    """Random-move probability of the noisy solver, in [0, 1]."""
+    value_fn: str = "exact"
+    """V_nu scoring a rollout's leaf: ``exact`` (solver distance), ``heuristic``, ``llm``."""
+    aggregator: str = "template"
+    """Tree -> a^ReSim: ``template`` (deterministic, offline) or ``llm`` (the paper's way)."""
+
+    def __post_init__(self):
+        _validate(self)
+
+    @property
+    def lora_modules(self) -> tuple[str, ...]:
+        """``lora_target_modules`` as a tuple of layer names."""
+        return tuple(m.strip() for m in self.lora_target_modules.split(",") if m.strip())
+
+
+def _validate(preset: Preset) -> None:
+    """Type and range checks; ValueError naming the field."""
+    hints = get_type_hints(Preset)
+    for f in dataclasses.fields(Preset):
+        value, expected = getattr(preset, f.name), hints[f.name]
+        ok = (isinstance(value, bool) if expected is bool
+              else isinstance(value, (int, float)) and not isinstance(value, bool) if expected is float
+              else isinstance(value, int) and not isinstance(value, bool) if expected is int
+              else isinstance(value, expected))
+        if not ok:
+            raise ValueError(f"preset field {f.name!r} must be {expected.__name__}, got {value!r}")
+
+    def check(name: str, condition: bool, requirement: str) -> None:
+        if not condition:
+            raise ValueError(f"preset field {name!r} {requirement}, got {getattr(preset, name)!r}")
+
+    check("model_name_or_path", bool(preset.model_name_or_path), "must name a model")
+    check("device", preset.device in DEVICES or preset.device.startswith("cuda:"), f"must be one of {DEVICES}")
+    check("dtype", preset.dtype in DTYPES, f"must be one of {DTYPES}")
+    check("lora_r", preset.lora_r >= 1, "must be >= 1")
+    check("lora_alpha", preset.lora_alpha > 0, "must be > 0")
+    check("lora_dropout", 0.0 <= preset.lora_dropout < 1.0, "must be in [0, 1)")
+    check("lora_target_modules", bool(preset.lora_modules), "must name at least one layer")
+    check("load_in_4bit", not (preset.load_in_4bit and preset.full_finetune),
+          "cannot be combined with full_finetune (4-bit weights are trained through LoRA only)")
+    check("sft_epochs", preset.sft_epochs > 0, "must be > 0")
+    check("sft_learning_rate", preset.sft_learning_rate > 0, "must be > 0")
+    check("sft_warmup_ratio", 0.0 <= preset.sft_warmup_ratio < 1.0, "must be in [0, 1)")
+    for name in ("sft_batch_size", "sft_grad_accum", "sft_max_seq_len", "sft_save_steps", "max_new_tokens",
+                 "eval_batch_size", "max_steps", "num_resim_levels", "b", "d"):
+        check(name, getattr(preset, name) >= 1, "must be >= 1")
+    check("sft_max_steps", preset.sft_max_steps == -1 or preset.sft_max_steps >= 1, "must be -1 or >= 1")
+    check("generation_backend", preset.generation_backend in BACKENDS, f"must be one of {BACKENDS}")
+    check("temperature", 0.0 <= preset.temperature <= 2.0, "must be in [0, 2]")
+    check("history_len", preset.history_len >= 0, "must be >= 0")
+    check("rollout_policy", preset.rollout_policy in ROLLOUT_POLICIES, f"must be one of {ROLLOUT_POLICIES}")
+    check("rollout_epsilon", 0.0 <= preset.rollout_epsilon <= 1.0, "must be in [0, 1]")
+    check("value_fn", preset.value_fn in VALUE_FUNCTIONS, f"must be one of {VALUE_FUNCTIONS}")
+    check("aggregator", preset.aggregator in AGGREGATORS, f"must be one of {AGGREGATORS}")
+
+
+def _tiny_base_path() -> str:
+    from dynamind_lite.paths import tiny_base_dir
+
+    return str(tiny_base_dir())
+
+
+_PRESETS = {
+    # tiny: a from-scratch ~0.85M-parameter model on a 2-core CPU; every value
+    # below was measured (see data/models/README.md for the figures):
+    # * full fine-tuning: LoRA adapters on a 128-wide model train a small
+    #   fraction of its weights and learn the grid dynamics far slower; all
+    #   ~0.85M weights train at CPU speed anyway. LoRA/QLoRA is the same code
+    #   (tests, small and full presets).
+    # * d=1: each simulated state is one move from the prompt's current state,
+    #   so a response is ~140 tokens (d=2: ~225) and the tiny model learns to
+    #   simulate exactly; b=2 keeps the comparison of two rollouts.
+    # * all 2000 id_train levels, 2 epochs, batch 8, lr 2e-3: about 2300
+    #   optimiser steps, the most the 15-minute pipeline budget allows.
+    "tiny": dict(
+        model_name_or_path=_tiny_base_path, device="cpu", dtype="float32", full_finetune=True,
+        sft_epochs=2.0, sft_learning_rate=2e-3, sft_warmup_ratio=0.03, sft_batch_size=8, sft_grad_accum=1,
+        sft_max_seq_len=1024, sft_save_steps=500, max_new_tokens=320, eval_batch_size=200,
+        num_resim_levels=2000, b=2, d=1,
+    ),
+    # small: free Colab T4 (16 GB, fp16 only).
+    "small": dict(
+        model_name_or_path="Qwen/Qwen2.5-0.5B-Instruct", dtype="float16", load_in_4bit=True,
+        lora_r=16, lora_alpha=32, sft_epochs=2.0, sft_learning_rate=2e-4, sft_batch_size=4, sft_grad_accum=4,
+        sft_max_seq_len=2048, max_new_tokens=1024, eval_batch_size=32, num_resim_levels=500, b=2, d=3,
+    ),
+    # full: the paper's model, several GPUs, vLLM for generation.
+    "full": dict(
+        model_name_or_path="Qwen/Qwen2.5-7B-Instruct", dtype="bfloat16", lora_r=64, lora_alpha=128,
+        sft_epochs=3.0, sft_learning_rate=1e-4, sft_batch_size=4, sft_grad_accum=8, sft_max_seq_len=4096,
+        generation_backend="vllm", max_new_tokens=2048, eval_batch_size=128, num_resim_levels=2000, b=3, d=5,
+    ),
+}
+PRESET_NAMES = tuple(_PRESETS)
+
+
+def get_preset(name: str, **overrides) -> Preset:
+    """The preset called ``name`` with flat scalar ``overrides`` by field name.
+
+    Introduced in ``notebooks/04_resim_sft.ipynb``.
+    ``get_preset("tiny", sft_learning_rate=1e-3, b=3)``. Raises ValueError
+    naming an unknown preset, an unknown field, a wrong type or a bad value.
+    """
+    if name not in _PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {PRESET_NAMES}")
+    known = {f.name for f in dataclasses.fields(Preset)} - {"name"}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown preset field(s) {unknown}; known fields: {sorted(known)}")
+    values = {k: (v() if callable(v) else v) for k, v in _PRESETS[name].items() if k not in overrides}
+    return Preset(name=name, **values, **overrides)

@@ -1,0 +1,268 @@
+"""RESIM distillation: supervised fine-tuning on a^ReSim (paper Sec. 3.1, Stage 1).
+
+Introduced in ``notebooks/04_resim_sft.ipynb``. Each SFT example is one
+decision of the RESIM agent, ``build_messages(s_t, history, h) + [a^ReSim_t]``;
+the policy learns to write the whole search tree (plans, real future states,
+values) and its decision from the state alone, with no search at inference::
+
+    L(theta) = - sum_{(x, y) in D} sum_{k} log pi_theta(y_k | x, y_<k)     (1)
+
+with x the chat prompt and y the assistant turn (a^ReSim + ``<|im_end|>``): the
+loss covers the assistant tokens only (TRL ``assistant_only_loss``, driven by
+the ``{% generation %}`` markers of the chat template).
+
+Where we depart from the paper, and why:
+
+- LoRA adapters by default (QLoRA with 4-bit weights on small GPUs) instead of
+  full fine-tuning of a 7B model; ``full_finetune`` switches back (the tiny
+  preset uses it: its model is small enough to train whole on a CPU).
+- The final model is saved merged (LoRA folded into the weights with
+  ``merge_and_unload``) so every later stage loads it with ``load_policy`` like
+  any checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from dynamind_lite.config import Preset, get_preset
+from dynamind_lite.io import save_pretrained_atomic, write_json_atomic
+from dynamind_lite.models.loader import LoraSettings, load_policy
+
+FINAL_DIR = "final"
+"""Sub-directory of ``output_dir`` holding the merged fine-tuned model."""
+LOG_FILE = "log_history.json"
+"""Trainer log history (loss curve) written to ``output_dir``."""
+
+
+@dataclass
+class SFTResult:
+    """What ``run_sft`` produced.
+
+    model_dir: the merged model (``save_pretrained`` dir; load it with ``load_policy``).
+    log_history: the Trainer's log entries (``{"step", "loss", "learning_rate", ...}``).
+    global_step: optimiser steps done in total (across resumed runs).
+    resumed_from: the checkpoint this run continued from, or None.
+    """
+
+    output_dir: str
+    model_dir: str
+    log_history: list[dict]
+    global_step: int
+    resumed_from: str | None
+
+    @property
+    def losses(self) -> list[tuple[int, float]]:
+        """``(step, training loss)`` pairs of the loss curve."""
+        return [(e["step"], e["loss"]) for e in self.log_history if "loss" in e]
+
+
+def plot_loss_curve(log_history: list[dict] | str | os.PathLike, ax=None, label: str = "SFT loss"):
+    """Plot training loss against optimiser step (``notebooks/04_resim_sft.ipynb``).
+
+    ``log_history``: ``SFTResult.log_history`` or the path of ``log_history.json``.
+    Returns the matplotlib Axes (a new figure's when ``ax`` is None).
+    """
+    if isinstance(log_history, (str, os.PathLike)):
+        log_history = json.loads(Path(log_history).read_text(encoding="utf-8"))
+    points = [(e["step"], e["loss"]) for e in log_history if "loss" in e]
+    if not points:
+        raise ValueError("log history holds no training loss entry")
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(6, 3.5))
+    steps, losses = zip(*points)
+    ax.plot(steps, losses, label=label)
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("cross-entropy (nats/token)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return ax
+
+
+# --------------------------------------------------------------------------- #
+# Plumbing: data, checkpoints, presets
+# --------------------------------------------------------------------------- #
+
+
+def load_sft_dataset(train_file: str | os.PathLike):
+    """The a^ReSim SFT JSONL as a ``datasets.Dataset`` with a ``messages`` column.
+
+    Raises ValueError naming the problem (missing file, empty file, a row that
+    is not ``{"messages": [system, user, assistant]}``).
+    """
+    from datasets import load_dataset
+
+    path = Path(train_file)
+    if not path.is_file():
+        raise ValueError(f"SFT data file {str(path)!r} does not exist")
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                roles = [m["role"] for m in json.loads(line)["messages"]]
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                raise ValueError(f"{path}:{number}: not a {{'messages': [...]}} row ({error})") from None
+            if roles[-1:] != ["assistant"]:
+                raise ValueError(f"{path}:{number}: the last message must be the assistant's, got roles {roles}")
+    dataset = load_dataset("json", data_files=str(path), split="train")
+    if len(dataset) == 0:
+        raise ValueError(f"SFT data file {str(path)!r} holds no example")
+    return dataset.select_columns(["messages"])
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> str | None:
+    """The highest ``checkpoint-N`` in ``output_dir`` whose save completed.
+
+    The Trainer writes ``trainer_state.json`` last, so a checkpoint cut short by
+    an interruption (no state file) is skipped.
+    """
+    root = Path(output_dir)
+    if not root.is_dir():
+        return None
+    complete = [(int(m.group(1)), p) for p in root.iterdir()
+                if (m := re.fullmatch(r"checkpoint-(\d+)", p.name)) and (p / "trainer_state.json").is_file()]
+    return str(max(complete)[1]) if complete else None
+
+
+def resolve_preset(preset: Preset | str, overrides: dict) -> Preset:
+    """A Preset from a name or an instance, with validated field overrides."""
+    if isinstance(preset, str):
+        return get_preset(preset, **overrides)
+    known = {f.name for f in dataclasses.fields(Preset)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown preset field(s) {unknown}")
+    return dataclasses.replace(preset, **overrides)
+
+
+def lora_settings(preset: Preset) -> LoraSettings | None:
+    """The preset's LoRA adapters, or None for full fine-tuning."""
+    if preset.full_finetune:
+        return None
+    return LoraSettings(r=preset.lora_r, alpha=preset.lora_alpha, dropout=preset.lora_dropout,
+                        target_modules=preset.lora_modules)
+
+
+def _merged_model(trainer, preset: Preset, model_name_or_path: str, device: str | None):
+    """The trained weights as one plain model (LoRA folded in)."""
+    model = trainer.model
+    if not hasattr(model, "merge_and_unload"):  # full fine-tuning: already plain
+        return model
+    if not preset.load_in_4bit:
+        return model.merge_and_unload()
+    # QLoRA: fold the adapters into a full-precision copy of the base weights.
+    from peft import PeftModel
+
+    with tempfile.TemporaryDirectory(dir=trainer.args.output_dir) as adapter_dir:
+        model.save_pretrained(adapter_dir)
+        base, _ = load_policy(model_name_or_path, dtype=preset.dtype, device=device)
+        return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
+
+
+# =========================================================================== #
+# The algorithm: SFT on a^ReSim, eq. (1)
+# =========================================================================== #
+
+
+def run_sft(
+    model_name_or_path: str | os.PathLike,
+    train_file: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    preset: Preset | str = "tiny",
+    seed: int = 0,
+    callbacks: list | None = None,
+    assistant_only_loss: bool = True,
+    **overrides,
+) -> SFTResult:
+    """Fine-tune ``model_name_or_path`` on the RESIM SFT file with TRL's SFTTrainer.
+
+    Introduced in ``notebooks/04_resim_sft.ipynb``.
+
+    Args:
+        model_name_or_path: base policy (hub id or directory), loaded by ``load_policy``.
+        train_file: SFT JSONL, one ``{"messages": [system, user, assistant]}`` per line.
+        output_dir: Trainer checkpoints (``checkpoint-N``), ``log_history.json``
+            and the merged model in ``output_dir/final``.
+        preset: a Preset or its name; its ``sft_*``, ``lora_*``, ``full_finetune``,
+            ``load_in_4bit``, ``device`` and ``dtype`` fields drive the run.
+        seed: seeds data order, dropout and adapter initialisation.
+        callbacks: extra ``transformers.TrainerCallback`` objects.
+        assistant_only_loss: eq. (1) on the assistant turn only (RESIM SFT);
+            False trains on whole sequences (the tiny base model's pre-training).
+        **overrides: preset fields to override, e.g. ``sft_max_steps=20``.
+
+    A run that finds a completed checkpoint in ``output_dir`` resumes from it
+    (optimizer, scheduler, RNG and data position included), so an interrupted
+    run continues where it stopped when started again with the same arguments.
+    """
+    # ---- validate everything before loading anything heavy ---------------- #
+    preset = resolve_preset(preset, overrides)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    dataset = load_sft_dataset(train_file)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    device = None if preset.device == "auto" else preset.device
+
+    import torch
+    from transformers import set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    # ---- the policy: plain (full fine-tuning), LoRA, or 4-bit QLoRA ------- #
+    set_seed(seed)  # adapter initialisation is random
+    model, tokenizer = load_policy(model_name_or_path, lora=lora_settings(preset), load_in_4bit=preset.load_in_4bit,
+                                   dtype=preset.dtype, device=device,
+                                   gradient_checkpointing=preset.load_in_4bit and torch.cuda.is_available())
+    model.train()
+    on_gpu = next(model.parameters()).device.type == "cuda"
+    half = model.dtype if on_gpu else None
+
+    # ---- TRL SFTTrainer with assistant-only loss, eq. (1) ----------------- #
+    args = SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=preset.sft_epochs,
+        max_steps=preset.sft_max_steps,
+        learning_rate=preset.sft_learning_rate,
+        warmup_steps=preset.sft_warmup_ratio,  # a float < 1 is a fraction of all steps
+        lr_scheduler_type="linear",
+        per_device_train_batch_size=preset.sft_batch_size,
+        gradient_accumulation_steps=preset.sft_grad_accum,
+        max_length=preset.sft_max_seq_len,
+        assistant_only_loss=assistant_only_loss,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=preset.sft_save_steps,
+        save_total_limit=2,
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        use_cpu=not on_gpu,
+        bf16=half == torch.bfloat16,
+        fp16=half == torch.float16,
+        gradient_checkpointing=preset.load_in_4bit and on_gpu,  # TRL turns it on by default; slow on CPU
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=callbacks)
+    resumed_from = latest_checkpoint(output_dir)
+    trainer.train(resume_from_checkpoint=resumed_from)
+
+    # ---- save: merged model + loss curve (atomic) ------------------------- #
+    model_dir = output_dir / FINAL_DIR
+    merged = _merged_model(trainer, preset, str(model_name_or_path), device)
+    save_pretrained_atomic(merged, tokenizer, model_dir)
+    log_history = list(trainer.state.log_history)
+    write_json_atomic(output_dir / LOG_FILE, log_history)
+    return SFTResult(output_dir=str(output_dir), model_dir=str(model_dir), log_history=log_history,
+                     global_step=trainer.state.global_step, resumed_from=resumed_from)

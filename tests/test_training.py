@@ -1,0 +1,171 @@
+"""RESIM distillation SFT with TRL: full, LoRA and QLoRA runs, resume, merged save."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from dynamind_lite.config import get_preset
+from dynamind_lite.models import build_tokenizer, load_policy
+from dynamind_lite.prompts import build_messages
+from dynamind_lite.response import ACTIONS, format_response, format_rollout
+from dynamind_lite.training import LOG_FILE, latest_checkpoint, load_sft_dataset, plot_loss_curve, run_sft
+
+GRIDS = ["######\n#_XP_#\n#_O__#\n######", "######\n#P_X_#\n#__O_#\n######", "#####\n#PXO#\n#####"]
+FAST = dict(sft_batch_size=4, sft_grad_accum=1, sft_warmup_ratio=0.0, sft_save_steps=1000, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def sft_file(tmp_path_factory) -> str:
+    """32 a^ReSim-shaped examples: the assistant turn is a rollout block and its answer."""
+    path = tmp_path_factory.mktemp("sft") / "train.jsonl"
+    rows = []
+    for i in range(32):
+        grid, action = GRIDS[i % len(GRIDS)], ACTIONS[i % len(ACTIONS)]
+        think = format_rollout(1, [action], [grid], 9.6) + f"\nPlan: {action}"
+        rows.append({"messages": build_messages(grid) + [{"role": "assistant",
+                                                          "content": format_response(think, action)}]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def checkpoint64(tmp_path_factory) -> str:
+    """A random Qwen2 model 64 wide: bitsandbytes' 4-bit CPU kernels need layers >= 64 wide."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    path = tmp_path_factory.mktemp("checkpoint64")
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    Qwen2ForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def _weights(path: str) -> dict[str, torch.Tensor]:
+    model, _ = load_policy(path, device="cpu")
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _first_last_loss(result) -> tuple[float, float]:
+    losses = [loss for _, loss in result.losses]
+    return losses[0], sum(losses[-3:]) / 3
+
+
+def test_full_finetune_smoke_loss_falls_and_weights_change(tiny_checkpoint, sft_file, tmp_path):
+    torch.set_num_threads(1)
+    result = run_sft(tiny_checkpoint, sft_file, tmp_path / "full", full_finetune=True, sft_max_steps=12,
+                     sft_learning_rate=1e-2, **FAST)
+    first, last = _first_last_loss(result)
+    assert last < first - 0.5, result.losses
+    before, after = _weights(tiny_checkpoint), _weights(result.model_dir)
+    assert before.keys() == after.keys()
+    assert all(not torch.equal(before[k], after[k]) for k in before if "norm" not in k)
+    assert json.loads((tmp_path / "full" / LOG_FILE).read_text()) == result.log_history
+
+
+def test_lora_sft_merges_into_a_loadable_model(tiny_checkpoint, sft_file, tmp_path):
+    result = run_sft(tiny_checkpoint, sft_file, tmp_path / "lora", full_finetune=False, lora_r=8, lora_alpha=16,
+                     lora_dropout=0.0, sft_max_steps=12, sft_learning_rate=2e-2, **FAST)
+    first, last = _first_last_loss(result)
+    assert last < first, result.losses
+    before, after = _weights(tiny_checkpoint), _weights(result.model_dir)
+    assert before.keys() == after.keys()  # merged: plain Qwen2 weights, no adapters left
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed and all(any(m in k for m in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                 "down_proj")) for k in changed)
+
+
+class _Record4bit(TrainerCallback):
+    """Records which linear layers the trained model holds (bitsandbytes 4-bit or not)."""
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        import bitsandbytes as bnb
+
+        self.kinds = {type(m) for m in model.modules() if isinstance(m, torch.nn.Linear)}
+        self.has_4bit = any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+
+
+def test_qlora_4bit_sft_runs(checkpoint64, sft_file, tmp_path):
+    record = _Record4bit()
+    result = run_sft(checkpoint64, sft_file, tmp_path / "qlora", load_in_4bit=True, full_finetune=False, lora_r=8,
+                     lora_alpha=16, lora_dropout=0.0, sft_max_steps=6, sft_learning_rate=2e-2, callbacks=[record],
+                     **FAST)
+    assert record.has_4bit, record.kinds  # the frozen trunk really was 4-bit NF4
+    assert result.global_step == 6
+    first, last = _first_last_loss(result)
+    assert last < first, result.losses
+    model, _ = load_policy(result.model_dir, device="cpu")  # merged into full-precision weights
+    assert model.dtype == torch.float32 and not getattr(model, "is_loaded_in_4bit", False)
+
+
+def test_trl_assistant_only_loss_trains_on_exactly_the_response(tiny_checkpoint, sft_file, tmp_path):
+    """TRL's assistant_only_loss reads the chat template's {% generation %} markers:
+    the tokens it trains on decode to the assistant turn and nothing else."""
+    from trl import SFTConfig, SFTTrainer
+
+    model, tokenizer = load_policy(tiny_checkpoint, device="cpu")
+    args = SFTConfig(output_dir=str(tmp_path), assistant_only_loss=True, report_to="none", use_cpu=True,
+                     max_steps=1, gradient_checkpointing=False)
+    dataset = load_sft_dataset(sft_file)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    for i in range(4):
+        batch = trainer.data_collator([trainer.train_dataset[i]])  # what the loss sees: labels, -100 = ignored
+        ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+        trained = [t for t, label in zip(ids, labels) if label != -100]
+        assert tokenizer.decode(trained) == dataset[i]["messages"][-1]["content"] + "<|im_end|>"
+        assert len(trained) < len(ids) / 2  # the prompt is not trained on
+
+
+def test_loss_curve_plot_reads_the_saved_log(tiny_checkpoint, sft_file, tmp_path):
+    result = run_sft(tiny_checkpoint, sft_file, tmp_path, full_finetune=True, sft_max_steps=3, **FAST)
+    ax = plot_loss_curve(tmp_path / LOG_FILE)
+    xs, ys = ax.lines[0].get_data()
+    assert list(zip(xs, ys)) == result.losses
+    with pytest.raises(ValueError, match="no training loss"):
+        plot_loss_curve([{"step": 1, "learning_rate": 0.1}])
+
+
+class _Interrupt(TrainerCallback):
+    """Stops the process-level run after ``at_step`` optimiser steps, like a kill."""
+
+    def __init__(self, at_step: int):
+        self.at_step = at_step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.at_step:
+            raise KeyboardInterrupt(f"interrupted at step {state.global_step}")
+
+
+def test_interrupted_run_resumes_from_its_last_checkpoint(tiny_checkpoint, sft_file, tmp_path):
+    settings = dict(full_finetune=True, sft_max_steps=6, sft_learning_rate=1e-2, **{**FAST, "sft_save_steps": 2})
+    with pytest.raises(KeyboardInterrupt):
+        run_sft(tiny_checkpoint, sft_file, tmp_path, callbacks=[_Interrupt(5)], **settings)
+    assert latest_checkpoint(tmp_path).endswith("checkpoint-4")
+    assert not (tmp_path / "final").exists()
+    result = run_sft(tiny_checkpoint, sft_file, tmp_path, **settings)
+    assert result.resumed_from.endswith("checkpoint-4")
+    assert result.global_step == 6
+    assert [step for step, _ in result.losses] == [1, 2, 3, 4, 5, 6]  # steps 1-4 from the checkpoint's state
+    uninterrupted = run_sft(tiny_checkpoint, sft_file, tmp_path / "straight", **settings)
+    assert result.losses == pytest.approx(uninterrupted.losses, rel=1e-4)
+
+
+def test_bad_inputs_fail_before_any_training(tiny_checkpoint, sft_file, tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        run_sft(tiny_checkpoint, tmp_path / "missing.jsonl", tmp_path / "out")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "no messages"}\n')
+    with pytest.raises(ValueError, match="bad.jsonl:1"):
+        run_sft(tiny_checkpoint, bad, tmp_path / "out")
+    with pytest.raises(ValueError, match="sft_learning_rate"):
+        run_sft(tiny_checkpoint, sft_file, tmp_path / "out", sft_learning_rate=0.0)
+    with pytest.raises(ValueError, match="no_such_field"):
+        run_sft(tiny_checkpoint, sft_file, tmp_path / "out", preset=get_preset("tiny"), no_such_field=1)
+    assert not (tmp_path / "out").exists()
