@@ -230,38 +230,43 @@ def episode_metrics(records: Sequence[EpisodeRecord]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- #
 
 
+def _split_columns(metrics: dict[str, Any] | None, suffix: str, *, sim_is_real: bool = False,
+                   tokens_key: str = "mean_gen_tokens") -> dict[str, Any]:
+    """The per-split columns of a results row (``suffix`` "id" or "ood"); all None without metrics."""
+    keys = ("success", "ci95", "num_levels", "sim_score", "sim_cell_accuracy", "sim_step_fraction",
+            "mean_gen_tokens", "invalid_action_rate")
+    if metrics is None:
+        return {f"{key}_{suffix}": None for key in keys}
+    return {
+        f"success_{suffix}": metrics["success_rate"], f"ci95_{suffix}": metrics["ci95"],
+        f"num_levels_{suffix}": metrics["num_levels"],
+        f"sim_score_{suffix}": 1.0 if sim_is_real else metrics["sim_score"],
+        f"sim_cell_accuracy_{suffix}": 1.0 if sim_is_real else metrics["sim_cell_accuracy"],
+        f"sim_step_fraction_{suffix}": 1.0 if sim_is_real else metrics["sim_step_fraction"],
+        f"mean_gen_tokens_{suffix}": metrics.get(tokens_key, 0.0),
+        f"invalid_action_rate_{suffix}": 0.0 if sim_is_real else metrics["invalid_action_rate"],
+    }
+
+
+def _finish_row(row: dict[str, Any], base_gen_tokens: float | None) -> dict[str, Any]:
+    successes = [row[k] for k in ("success_id", "success_ood") if row[k] is not None]
+    row["success_avg"] = sum(successes) / len(successes)
+    row["gen_token_ratio"] = row["mean_gen_tokens_id"] / base_gen_tokens if base_gen_tokens else None
+    return row
+
+
 def results_row(method: str, id_metrics: dict[str, Any], ood_metrics: dict[str, Any] | None = None, *,
                 base_gen_tokens: float | None = None, order: int = 0) -> dict[str, Any]:
     """One row of the results table from the metrics of the ID and OOD test runs.
 
-    success_id/ood in [0, 1] (with their ci95), success_avg their mean (the
-    paper's AVG); sim_score, sim_cell_accuracy, sim_step_fraction and
-    mean_gen_tokens pooled over the steps of both runs; gen_token_ratio =
-    mean_gen_tokens / base_gen_tokens (the REACT base model's) when given.
-    ``order`` sorts the rows."""
-    runs = [m for m in (id_metrics, ood_metrics) if m is not None]
-    num_steps = sum(m["num_steps"] for m in runs)
-    num_states = sum(m["num_simulated_states"] for m in runs)
-    gen_tokens = sum(m["mean_gen_tokens"] * m["num_steps"] for m in runs) / num_steps if num_steps else 0.0
-    row: dict[str, Any] = {
-        "method": method, "order": order,
-        "success_id": id_metrics["success_rate"], "success_id_ci95": id_metrics["ci95"],
-        "num_levels_id": id_metrics["num_levels"],
-        "success_ood": ood_metrics["success_rate"] if ood_metrics else None,
-        "success_ood_ci95": ood_metrics["ci95"] if ood_metrics else None,
-        "num_levels_ood": ood_metrics["num_levels"] if ood_metrics else 0,
-        "success_avg": sum(m["success_rate"] for m in runs) / len(runs),
-        "sim_score": sum(m["sim_score"] * m["num_simulated_states"] for m in runs) / num_states if num_states else 0.0,
-        "sim_cell_accuracy": (sum(m["sim_cell_accuracy"] * m["num_simulated_states"] for m in runs) / num_states
-                              if num_states else 0.0),
-        "sim_step_fraction": (sum(m["sim_step_fraction"] * m["num_steps"] for m in runs) / num_steps
-                              if num_steps else 0.0),
-        "mean_gen_tokens": gen_tokens,
-        "gen_token_ratio": gen_tokens / base_gen_tokens if base_gen_tokens else None,
-        "invalid_action_rate": sum(m["invalid_action_rate"] * m["num_steps"] for m in runs) / num_steps
-        if num_steps else 0.0,
-    }
-    return row
+    Per split (suffix ``_id`` / ``_ood``): success in [0, 1] and its ci95, Sim
+    Score, cell accuracy, fraction of steps that simulate, mean generated tokens
+    per step, invalid-action rate. ``success_avg`` is the mean success over the
+    splits (the paper's AVG); ``gen_token_ratio`` = ID tokens per step /
+    ``base_gen_tokens`` (the REACT base model's ID tokens per step), as the
+    paper reads Sim Score and Gen.Token on the ID set. ``order`` sorts the rows."""
+    row = {"method": method, "order": order, **_split_columns(id_metrics, "id"), **_split_columns(ood_metrics, "ood")}
+    return _finish_row(row, base_gen_tokens)
 
 
 def resim_results_row(resim_metrics: dict[str, Any], *, base_gen_tokens: float | None = None,
@@ -276,42 +281,38 @@ def resim_results_row(resim_metrics: dict[str, Any], *, base_gen_tokens: float |
     ood_split = next((v for k, v in splits.items() if k.startswith("ood")), None)
     if id_split is None:
         raise ValueError(f"RESIM metrics have no ID split (splits: {sorted(splits)})")
-    runs = [m for m in (id_split, ood_split) if m is not None]
-    decisions = sum(m["num_decisions"] for m in runs)
-    gen_tokens = sum(m.get("mean_response_tokens", 0.0) * m["num_decisions"] for m in runs) / max(decisions, 1)
-    return {
-        "method": resim_metrics.get("method", "RESIM"), "order": order,
-        "success_id": id_split["success_rate"], "success_id_ci95": id_split["ci95"],
-        "num_levels_id": id_split["num_levels"],
-        "success_ood": ood_split["success_rate"] if ood_split else None,
-        "success_ood_ci95": ood_split["ci95"] if ood_split else None,
-        "num_levels_ood": ood_split["num_levels"] if ood_split else 0,
-        "success_avg": sum(m["success_rate"] for m in runs) / len(runs),
-        "sim_score": 1.0, "sim_cell_accuracy": 1.0, "sim_step_fraction": 1.0,
-        "mean_gen_tokens": gen_tokens,
-        "gen_token_ratio": gen_tokens / base_gen_tokens if base_gen_tokens else None,
-        "invalid_action_rate": 0.0,
-    }
+    row = {"method": resim_metrics.get("method", "RESIM"), "order": order,
+           **_split_columns(id_split, "id", sim_is_real=True, tokens_key="mean_response_tokens"),
+           **_split_columns(ood_split, "ood", sim_is_real=True, tokens_key="mean_response_tokens")}
+    return _finish_row(row, base_gen_tokens)
 
 
 def results_table_markdown(rows: Sequence[dict[str, Any]]) -> str:
     """The paper-style table (Markdown) of ``results_row`` dicts: success ID / OOD
-    (%, 95% CI), AVG, Sim Score, Gen.Token (x base), invalid actions."""
+    (%, 95% CI), AVG, Sim Score ID and OOD (cell accuracy), Gen.Token on ID
+    (x base), invalid actions ID / OOD."""
 
     def pct(value: float | None, ci: Sequence[float] | None = None) -> str:
         if value is None:
             return "-"
         return f"{100 * value:.1f}" + (f" [{100 * ci[0]:.0f}, {100 * ci[1]:.0f}]" if ci else "")
 
-    lines = ["| Method | Success ID % [95% CI] | Success OOD % [95% CI] | AVG % | Sim Score (cells) "
-             "| Gen.Token (x base) | Invalid % |",
-             "|---|---|---|---|---|---|---|"]
+    def sim(row: dict[str, Any], suffix: str) -> str:
+        if row[f"success_{suffix}"] is None:
+            return "-"
+        if not row[f"sim_step_fraction_{suffix}"]:
+            return "- (no sim.)"
+        return f"{row[f'sim_score_{suffix}']:.2f} ({row[f'sim_cell_accuracy_{suffix}']:.2f})"
+
+    lines = ["| Method | Success ID % [95% CI] | Success OOD % [95% CI] | AVG % | Sim Score ID (cells) "
+             "| Sim Score OOD (cells) | Gen.Token ID (x base) | Invalid % ID / OOD |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         ratio = f" ({row['gen_token_ratio']:.2f}x)" if row.get("gen_token_ratio") else ""
-        sim = f"{row['sim_score']:.2f} ({row['sim_cell_accuracy']:.2f})" if row["sim_step_fraction"] else "- (no sim.)"
-        lines.append(f"| {row['method']} | {pct(row['success_id'], row['success_id_ci95'])} "
-                     f"| {pct(row['success_ood'], row['success_ood_ci95'])} | {pct(row['success_avg'])} "
-                     f"| {sim} | {row['mean_gen_tokens']:.1f}{ratio} | {pct(row['invalid_action_rate'])} |")
+        lines.append(f"| {row['method']} | {pct(row['success_id'], row['ci95_id'])} "
+                     f"| {pct(row['success_ood'], row['ci95_ood'])} | {pct(row['success_avg'])} "
+                     f"| {sim(row, 'id')} | {sim(row, 'ood')} | {row['mean_gen_tokens_id']:.1f}{ratio} "
+                     f"| {pct(row['invalid_action_rate_id'])} / {pct(row['invalid_action_rate_ood'])} |")
     return "\n".join(lines)
 
 
