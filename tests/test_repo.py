@@ -52,6 +52,26 @@ def test_ci_runs_the_readme_test_command():
     assert _readme_command("test-command") in (ROOT / ".ci" / "run").read_text()
 
 
+def test_ci_runs_in_a_throwaway_virtualenv():
+    """CI must behave like a fresh machine: a new venv, activated before the README's command."""
+    script = (ROOT / ".ci" / "run").read_text()
+    command = _readme_command("test-command")
+    venv = script.find("python3 -m venv")
+    activate = script.find("/bin/activate")
+    assert venv != -1 and activate != -1, ".ci/run must create and activate a virtualenv"
+    assert venv < activate < script.find(command), "the README's test command must run inside the new venv"
+    assert "mktemp -d" in script, "the venv must live in a throwaway folder"
+
+
+def test_test_tools_are_bounded_above():
+    """Every package of the ``dev`` extra has an upper bound: a fresh install cannot pull
+    a new major release of a test tool unseen (pytest 9 once broke a test on fresh machines)."""
+    dev = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["dev"]
+    unbounded = [spec for spec in dev if not any(s.operator in ("<", "<=", "==", "~=")
+                                                 for s in Requirement(spec).specifier)]
+    assert not unbounded, f"dev requirements without an upper bound: {unbounded}"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_committed_without_outputs(path):
     notebook = json.loads(path.read_text())
