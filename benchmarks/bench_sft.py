@@ -1,20 +1,28 @@
-"""Benchmark: SFT throughput (trained tokens per second) of ``training.run_sft``.
+"""Benchmark: SFT throughput of ``training.run_sft``'s trainer against a plain PyTorch loop.
 
-Introduced with ``notebooks/04_resim_sft.ipynb``. Fine-tunes a model (default: the
-shipped tiny base, the tiny preset's settings) for a fixed number of optimiser
-steps on RESIM SFT data and prints tokens/second, counting every token of every
-example fed to the model (prompt + a^ReSim, padding excluded) and, separately,
-the assistant tokens the loss covers. Nothing is asserted; figures only::
+Introduced with ``notebooks/04_resim_sft.ipynb``. Builds the trainer exactly as
+``run_sft`` does (``training.make_sft_trainer``: TRL's SFTTrainer, the preset's
+settings), takes the first ``--steps`` batches of its own dataloader, and times
 
-    python benchmarks/bench_sft.py --data runs/dev/resim/id_train.jsonl
-    python benchmarks/bench_sft.py --data X.jsonl --mode lora --steps 30 --threads 2
+1. the trainer: ``trainer.train()`` for those steps;
+2. a plain loop on the *same* batches and the same fresh model: forward,
+   backward, gradient clipping at 1.0, ``torch.optim.AdamW`` step.
 
-Without ``--data`` a small RESIM file is collected first (b and d of the preset).
+It prints examples/s and tokens/s of both (tokens: every non-padding token fed
+to the model; trained: the assistant tokens the loss covers), the padding share
+of the batches and the ratio trainer / plain loop. Nothing is asserted; figures
+only::
+
+    python benchmarks/bench_sft.py --data runs/demo/resim/train.jsonl
+    python benchmarks/bench_sft.py --data X.jsonl --mode lora --steps 60 --threads 2
+
+Without ``--data`` a small RESIM file is collected first (the preset's levels, b and d).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import tempfile
 import time
@@ -24,10 +32,10 @@ from pathlib import Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="model dir or hub id (default: the preset's)")
-    parser.add_argument("--data", default=None, help="RESIM SFT JSONL (default: collect 40 id_train levels)")
+    parser.add_argument("--data", default=None, help="RESIM SFT JSONL (default: collect 200 training levels)")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--mode", choices=("preset", "full", "lora", "qlora"), default="preset")
-    parser.add_argument("--steps", type=int, default=30, help="optimiser steps timed")
+    parser.add_argument("--steps", type=int, default=60, help="optimiser steps timed (after 5 warm-up steps)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
 
@@ -35,29 +43,30 @@ def main() -> None:
     from transformers import TrainerCallback
 
     from dynamind_lite.config import get_preset
-    from dynamind_lite.training import run_sft
+    from dynamind_lite.training import load_sft_dataset, make_sft_trainer, resolve_preset
 
     torch.set_num_threads(args.threads)
-    preset = get_preset(args.preset)
-    model = args.model or preset.model_name_or_path
     mode = {"preset": {}, "full": dict(full_finetune=True, load_in_4bit=False),
             "lora": dict(full_finetune=False, load_in_4bit=False),
             "qlora": dict(full_finetune=False, load_in_4bit=True)}[args.mode]
+    warmup = 5
+    preset = resolve_preset(get_preset(args.preset), dict(sft_max_steps=warmup + args.steps, sft_save_steps=10 ** 6,
+                                                          sft_grad_accum=1, **mode))
+    model = args.model or preset.model_name_or_path
 
     class Meter(TrainerCallback):
-        """Times the optimiser steps after the first (warm-up)."""
+        """Times the optimiser steps after the warm-up."""
 
         def __init__(self):
             self.start = self.end = None
 
         def on_step_begin(self, args_, state, control, **kwargs):
-            if state.global_step == 1:
+            if state.global_step == warmup:
                 self.start = time.perf_counter()
 
         def on_step_end(self, args_, state, control, **kwargs):
             self.end = time.perf_counter()
 
-    meter = Meter()
     with tempfile.TemporaryDirectory(prefix="bench-sft-") as work:
         data = args.data
         if data is None:
@@ -66,29 +75,46 @@ def main() -> None:
             from dynamind_lite.paths import level_file
 
             data = str(Path(work) / "resim.jsonl")
-            collect_sft_data(load_levels(level_file("id_train"))[:40], data, ResimConfig.from_preset(preset),
-                             progress=False)
-        rows = [json.loads(line) for line in Path(data).read_text(encoding="utf-8").splitlines() if line.strip()]
-        from transformers import AutoTokenizer
+            collect_sft_data(load_levels(level_file(preset.resim_train_levels))[:200], data,
+                             ResimConfig.from_preset(preset), progress=False)
+        dataset = load_sft_dataset(data)
 
-        tokenizer = AutoTokenizer.from_pretrained(model)
-        lengths = [len(tokenizer.apply_chat_template(r["messages"], return_dict=True)["input_ids"]) for r in rows]
-        answer = [len(tokenizer(r["messages"][-1]["content"], add_special_tokens=False)["input_ids"]) + 1
-                  for r in rows]
-        result = run_sft(model, data, Path(work) / "out", preset=preset, sft_max_steps=args.steps + 1,
-                         sft_save_steps=10 ** 6, callbacks=[meter], **mode)
-        seconds = meter.end - meter.start
-    per_step = preset.sft_batch_size * preset.sft_grad_accum
-    examples = args.steps * per_step
-    mean_len, mean_answer = sum(lengths) / len(lengths), sum(answer) / len(answer)
+        # ---- 1. the trainer, exactly as run_sft builds it ------------------ #
+        meter = Meter()
+        trainer = make_sft_trainer(model, dataset, Path(work) / "out", preset, callbacks=[meter], progress=False)
+        batches = list(itertools.islice(iter(trainer.get_train_dataloader()), warmup + args.steps))
+        trainer.train()
+        trainer_seconds = meter.end - meter.start
+
+        # ---- 2. a plain loop on the same batches, same fresh model ------------ #
+        plain = make_sft_trainer(model, dataset, Path(work) / "plain", preset, progress=False).model
+        optimizer = torch.optim.AdamW([p for p in plain.parameters() if p.requires_grad], lr=preset.sft_learning_rate)
+        for i, batch in enumerate(batches):
+            if i == warmup:
+                started = time.perf_counter()
+            out = plain(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), labels=batch["labels"])
+            out.loss.backward()
+            torch.nn.utils.clip_grad_norm_(plain.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        plain_seconds = time.perf_counter() - started
+
+    timed = batches[warmup:]
+    examples = sum(len(b["input_ids"]) for b in timed)
+    tokens = sum(int(b["attention_mask"].sum()) for b in timed)
+    padded = sum(b["input_ids"].numel() for b in timed)
+    trained = sum(int((b["labels"] != -100).sum()) for b in timed)
     print(json.dumps({
         "model": str(model), "mode": args.mode if args.mode != "preset" else
         ("full" if preset.full_finetune else "qlora" if preset.load_in_4bit else "lora"),
-        "threads": args.threads, "timed_steps": args.steps, "examples_per_step": per_step,
-        "seconds": round(seconds, 2), "examples_per_s": round(examples / seconds, 1),
-        "tokens_per_s": round(examples * mean_len / seconds), "trained_tokens_per_s":
-        round(examples * mean_answer / seconds), "mean_example_tokens": round(mean_len, 1),
-        "final_loss": result.losses[-1][1],
+        "threads": args.threads, "timed_steps": args.steps, "batch_size": preset.sft_batch_size,
+        "padding_share": round(1 - tokens / padded, 3),
+        "trainer": {"seconds": round(trainer_seconds, 2), "examples_per_s": round(examples / trainer_seconds, 1),
+                    "tokens_per_s": round(tokens / trainer_seconds), "trained_tokens_per_s":
+                    round(trained / trainer_seconds)},
+        "plain_loop": {"seconds": round(plain_seconds, 2), "examples_per_s": round(examples / plain_seconds, 1),
+                       "tokens_per_s": round(tokens / plain_seconds)},
+        "trainer_over_plain": round(plain_seconds / trainer_seconds, 3),
     }, indent=1))
 
 

@@ -49,14 +49,13 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from dynamind_lite.envs.sokoban import SokobanEnv, load_levels
 from dynamind_lite.io import write_jsonl_atomic
 from dynamind_lite.metrics import wilson_ci95
+from dynamind_lite.progress import Progress
 from dynamind_lite.prompts import build_messages
 from dynamind_lite.resim import AggregationRejected, Aggregator, TemplateAggregator
-from dynamind_lite.response import parse_answer
+from dynamind_lite.response import ACTIONS, parse_answer
 from dynamind_lite.search import (
     ExactValue,
     HeuristicValue,
@@ -86,6 +85,9 @@ class ResimConfig:
     value: str = field(default="exact", metadata={"help": f"Value function V: one of {VALUE_FUNCTIONS}."})
     policy: str = field(default="noisy_solver", metadata={"help": f"Rollout policy: one of {POLICIES}."})
     epsilon: float = field(default=0.1, metadata={"help": "Random-move probability of the noisy solver, in [0, 1]."})
+    explore: float = field(default=0.0, metadata={
+        "help": "Probability that the agent plays a random move instead of its answer, in [0, 1): the "
+                "episode then visits off-path states and blocked moves, as a learning policy does."})
     aggregator: str = field(default="template", metadata={"help": f"Aggregator: one of {AGGREGATORS}."})
     base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible server for llm parts."})
     model: str | None = field(default=None, metadata={"help": "Model name on that server."})
@@ -105,6 +107,8 @@ class ResimConfig:
             raise ValueError(f"history_len must be an integer >= 0, got {self.history_len!r}")
         if not isinstance(self.epsilon, (int, float)) or not 0.0 <= self.epsilon <= 1.0:
             raise ValueError(f"epsilon must be a probability in [0, 1], got {self.epsilon!r}")
+        if not isinstance(self.explore, (int, float)) or not 0.0 <= self.explore < 1.0:
+            raise ValueError(f"explore must be a probability in [0, 1), got {self.explore!r}")
         for name, choices in (("value", VALUE_FUNCTIONS), ("policy", POLICIES), ("aggregator", AGGREGATORS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
@@ -119,7 +123,7 @@ class ResimConfig:
         """The RESIM settings of a ``dynamind_lite.config.Preset``; ``overrides``
         (ResimConfig field names) win, ``None`` values are ignored."""
         settings = dict(b=preset.b, d=preset.d, value=preset.value_fn, policy=preset.rollout_policy,
-                        epsilon=preset.rollout_epsilon, aggregator=preset.aggregator,
+                        epsilon=preset.rollout_epsilon, explore=preset.resim_explore, aggregator=preset.aggregator,
                         history_len=preset.history_len, max_steps=preset.max_steps)
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**settings)
@@ -178,9 +182,10 @@ def level_seed(seed: int, level_id: str) -> int:
 class ResimStep:
     """One decision of the RESIM agent.
 
-    observation: s_t; response: a^ReSim_t; action: a_t (its answer);
-    reward: r_t; env_steps: transitions spent on the search tree (search cost);
-    tree_nodes: nodes of that tree (root included).
+    observation: s_t; response: a^ReSim_t; action: a_t, the move played (its
+    answer, or a random move when ``explored``); reward: r_t; env_steps:
+    transitions spent on the search tree (search cost); tree_nodes: nodes of
+    that tree (root included); explored: a_t was a random move, not the answer.
     """
 
     observation: str
@@ -189,6 +194,7 @@ class ResimStep:
     reward: float
     env_steps: int
     tree_nodes: int
+    explored: bool = False
 
 
 @dataclass
@@ -255,9 +261,13 @@ def run_resim_episode(level: dict, config: ResimConfig, policy: RolloutPolicy | 
             raise ValueError(f"aggregator {aggregator!r} returned a response without a valid answer: {response!r}")
         if on_tree is not None:
             on_tree(len(episode.steps), tree, response)
+        explored = config.explore > 0 and rng.random() < config.explore  # off-path: a random move, not a_t
+        if explored:
+            action = rng.choice(ACTIONS)
         next_observation, reward, terminated, truncated, info = env.step(action)
         episode.steps.append(ResimStep(observation=observation, response=response, action=action,
-                                       reward=float(reward), env_steps=tree.env_steps, tree_nodes=tree.num_nodes()))
+                                       reward=float(reward), env_steps=tree.env_steps, tree_nodes=tree.num_nodes(),
+                                       explored=explored))
         observation, done = next_observation, terminated or truncated
         episode.success = bool(info.get("success"))
     return episode
@@ -280,7 +290,7 @@ def collect_episodes(levels: Sequence[dict], config: ResimConfig, workers: int =
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
     jobs = [(level, config, policy, value_fn, aggregator) for level in levels]
-    bar = tqdm(total=len(jobs), desc="RESIM episodes", unit="level", disable=not progress)
+    bar = Progress(len(jobs), "RESIM episodes", unit="episode", bar=progress)  # plain lines in batch mode
     try:
         if workers == 1 or len(jobs) <= 1:
             episodes = []
@@ -387,9 +397,10 @@ def collect_sft_data(levels: Sequence[dict], out: str | os.PathLike, config: Res
 
 def evaluate_resim(splits: dict[str, str | os.PathLike], config: ResimConfig, limit: int | None = None,
                    workers: int = 1, progress: bool = True, tokenizer: Any = None,
-                   tokenizer_name: str | None = None) -> dict[str, Any]:
+                   tokenizer_name: str | None = None, canvas: int = 0) -> dict[str, Any]:
     """Success of the RESIM agent on each level split: the upper-bound row of the
-    results table (``notebooks/03_resim_aggregation.ipynb``).
+    results table (``notebooks/03_resim_aggregation.ipynb``). ``canvas``: play the
+    boards on that fixed canvas (``envs.sokoban.place_on_canvas``; 0: as they are).
 
     Returns ``{"method": "RESIM", "config": {...}, "tokenizer": name,
     "splits": {split: summary}}`` where each summary has success_rate, ci95,
@@ -397,7 +408,7 @@ def evaluate_resim(splits: dict[str, str | os.PathLike], config: ResimConfig, li
     """
     results = {}
     for name, path in splits.items():
-        levels = load_levels(path)[:limit]
+        levels = load_levels(path, canvas=canvas)[:limit]
         episodes = collect_episodes(levels, config, workers=workers, progress=progress)
         results[name] = summarize(episodes, len(sft_rows(episodes, config.history_len)), tokenizer,
                                   tokenizer_name)
@@ -424,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--value", choices=VALUE_FUNCTIONS, default=defaults.value, help=helps["value"])
     parser.add_argument("--policy", choices=POLICIES, default=defaults.policy, help=helps["policy"])
     parser.add_argument("--epsilon", type=float, default=defaults.epsilon, help=helps["epsilon"])
+    parser.add_argument("--explore", type=float, default=defaults.explore, help=helps["explore"])
     parser.add_argument("--aggregator", choices=AGGREGATORS, default=defaults.aggregator, help=helps["aggregator"])
     parser.add_argument("--base-url", default=None, help=helps["base_url"])
     parser.add_argument("--model", default=None, help=helps["model"])
@@ -431,6 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--history-len", type=int, default=defaults.history_len, help=helps["history_len"])
     parser.add_argument("--max-steps", type=int, default=defaults.max_steps, help=helps["max_steps"])
     parser.add_argument("--limit", type=int, default=None, help="Play only the first N levels, N >= 1.")
+    parser.add_argument("--canvas", type=int, default=0,
+                        help="Play every board on a fixed CANVAS x CANVAS layout (0: as it is; the tiny preset uses 8).")
     parser.add_argument("--workers", type=int, default=default_workers(),
                         help="Worker processes, >= 1 (default: every core this process may use; "
                              "the output does not depend on it).")
@@ -445,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:  # validate everything before any search runs
         config = ResimConfig(b=args.b, d=args.d, value=args.value, policy=args.policy, epsilon=args.epsilon,
-                             aggregator=args.aggregator, base_url=args.base_url, model=args.model,
+                             explore=args.explore, aggregator=args.aggregator, base_url=args.base_url, model=args.model,
                              api_key_env=args.api_key_env, history_len=args.history_len,
                              max_steps=args.max_steps, seed=args.seed)
         if args.limit is not None and args.limit < 1:
@@ -456,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--levels: no such file {args.levels!r}")
         if Path(args.out).is_dir():
             raise ValueError(f"--out must be a file path, {args.out!r} is a folder")
-        levels = load_levels(args.levels)[:args.limit]
+        levels = load_levels(args.levels, canvas=args.canvas)[:args.limit]
         if not levels:
             raise ValueError(f"--levels: {args.levels!r} holds no levels")
     except ValueError as err:

@@ -80,6 +80,8 @@ class Preset:
     """Stop after this many optimiser steps (-1: run ``sft_epochs``)."""
     sft_save_steps: int = 200
     """Save a resumable checkpoint every this many optimiser steps."""
+    sft_logging_steps: int = 10
+    """Record the training loss every this many optimiser steps (the loss curve's resolution)."""
 
     # ---- generation (agent loop, evaluation) ----------------------------- #
     generation_backend: str = "hf"
@@ -94,6 +96,12 @@ class Preset:
     # ---- the environment and the prompt --------------------------------- #
     max_steps: int = 30
     """Step budget T of a Sokoban episode."""
+    board_canvas: int = 0
+    """Play every board on a fixed canvas x canvas layout (walls added right and below;
+    ``envs.sokoban.place_on_canvas``); 0 plays boards as they are. Must fit the largest board (8)."""
+    react_eval_levels: int = 0
+    """Test levels per split the REACT base model plays (0: all). Its Gen.Token needs few; a base
+    model that cannot solve a level gains nothing from 300 more 30-step episodes."""
     history_len: int = 1
     """h: most recent (state, action) pairs shown in the prompt."""
 
@@ -108,6 +116,11 @@ class Preset:
     """Policy that expands the tree: ``noisy_solver`` (solver + random moves) or ``random``."""
     rollout_epsilon: float = 0.1
     """Random-move probability of the noisy solver, in [0, 1]."""
+    resim_explore: float = 0.0
+    """Probability that the RESIM agent plays a random move instead of its answer while it collects
+    SFT data, in [0, 1): the data then shows off-path states and blocked moves in the history."""
+    resim_train_levels: str = "id_train"
+    """Level file the RESIM agent plays for SFT data: a split name of ``data/sokoban/`` or a path."""
     value_fn: str = "exact"
     """V_nu scoring a rollout's leaf: ``exact`` (solver distance), ``heuristic``, ``llm``."""
     aggregator: str = "template"
@@ -150,15 +163,20 @@ def _validate(preset: Preset) -> None:
     check("sft_epochs", preset.sft_epochs > 0, "must be > 0")
     check("sft_learning_rate", preset.sft_learning_rate > 0, "must be > 0")
     check("sft_warmup_ratio", 0.0 <= preset.sft_warmup_ratio < 1.0, "must be in [0, 1)")
-    for name in ("sft_batch_size", "sft_grad_accum", "sft_max_seq_len", "sft_save_steps", "max_new_tokens",
+    for name in ("sft_batch_size", "sft_grad_accum", "sft_max_seq_len", "sft_save_steps", "sft_logging_steps",
+                 "max_new_tokens",
                  "eval_batch_size", "max_steps", "num_resim_levels", "b", "d"):
         check(name, getattr(preset, name) >= 1, "must be >= 1")
     check("sft_max_steps", preset.sft_max_steps == -1 or preset.sft_max_steps >= 1, "must be -1 or >= 1")
     check("generation_backend", preset.generation_backend in BACKENDS, f"must be one of {BACKENDS}")
     check("temperature", 0.0 <= preset.temperature <= 2.0, "must be in [0, 2]")
     check("history_len", preset.history_len >= 0, "must be >= 0")
+    check("board_canvas", preset.board_canvas == 0 or preset.board_canvas >= 3, "must be 0 (off) or >= 3")
+    check("react_eval_levels", preset.react_eval_levels >= 0, "must be >= 0 (0: all)")
     check("rollout_policy", preset.rollout_policy in ROLLOUT_POLICIES, f"must be one of {ROLLOUT_POLICIES}")
     check("rollout_epsilon", 0.0 <= preset.rollout_epsilon <= 1.0, "must be in [0, 1]")
+    check("resim_explore", 0.0 <= preset.resim_explore < 1.0, "must be in [0, 1)")
+    check("resim_train_levels", bool(preset.resim_train_levels), "must name a level split or file")
     check("value_fn", preset.value_fn in VALUE_FUNCTIONS, f"must be one of {VALUE_FUNCTIONS}")
     check("aggregator", preset.aggregator in AGGREGATORS, f"must be one of {AGGREGATORS}")
 

@@ -462,7 +462,7 @@ def parse_arguments(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, 
     if not levels_path.is_file():
         raise ValueError(f"levels file {args.levels!r} does not exist")
     try:
-        levels = load_levels(levels_path)
+        levels = load_levels(levels_path, canvas=preset.board_canvas)  # the layout the preset's model plays
     except (ValueError, KeyError, json.JSONDecodeError) as err:
         raise ValueError(f"levels file {args.levels!r}: {err}") from None
     if not levels:

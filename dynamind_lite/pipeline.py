@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
@@ -48,13 +49,41 @@ def notebook_dir(notebooks: Sequence[str] = NOTEBOOKS) -> Path:
     return path
 
 
+PROGRESS_EVERY_S = 20
+"""Seconds between the progress lines the notebooks print while the pipeline runs them."""
+
+
+class _ProgressLines:
+    """A file-like sink for papermill's ``stdout_file`` that passes on only the
+    notebooks' progress lines (``[SFT] 120/1582 steps ...``, see ``progress.Progress``)."""
+
+    def __init__(self, out=sys.stdout):
+        self.out, self.pending = out, ""
+
+    def write(self, text: str) -> None:
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            if line.startswith("["):
+                self.out.write(f"  {line}\n")
+        self.out.flush()
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
 def run_notebooks(run_dir: Path, *, preset: str, seed: int, smoke: bool, notebooks: Sequence[str] = NOTEBOOKS,
                   source_dir: Path | None = None, log=print) -> dict[str, float]:
     """Execute ``notebooks`` (names without ``.ipynb``, from ``source_dir``, default
     ``notebooks/``) in order into ``run_dir`` with papermill, each with its own
-    folder as working directory; returns seconds per notebook."""
+    folder as working directory; returns seconds per notebook. The notebooks'
+    progress lines (every ``PROGRESS_EVERY_S`` seconds of a long loop) are shown
+    as they come, so a long stage is never silent."""
     import papermill
 
+    from dynamind_lite.progress import PROGRESS_EVERY_ENV
+
+    os.environ[PROGRESS_EVERY_ENV] = str(PROGRESS_EVERY_S)  # the kernels inherit it
     run_dir.mkdir(parents=True, exist_ok=True)
     source_dir = notebook_dir(notebooks) if source_dir is None else source_dir
     timings = {}
@@ -66,7 +95,7 @@ def run_notebooks(run_dir: Path, *, preset: str, seed: int, smoke: bool, noteboo
             papermill.execute_notebook(str(source), str(executed), cwd=str(source_dir), kernel_name="python3",
                                        parameters={"preset": preset, "seed": seed, "run_dir": str(run_dir),
                                                    "smoke": smoke},
-                                       progress_bar=False)
+                                       progress_bar=False, stdout_file=_ProgressLines())
         except papermill.PapermillExecutionError as err:
             raise RuntimeError(f"notebook {name} failed ({err.ename}: {err.evalue}); "
                                f"the executed notebook with the traceback is {executed}") from None

@@ -39,10 +39,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from dynamind_lite.envs.sokoban import SokobanEnv, parse_level
 from dynamind_lite.generation import Generation, GenerationConfig, Generator
+from dynamind_lite.progress import Progress
 from dynamind_lite.prompts import build_messages
 from dynamind_lite.response import parse_answer
 
@@ -198,7 +197,7 @@ def run_episodes(
         generation_config: decoding settings; default ``GenerationConfig()``.
         batch_size: episodes in flight at once (one ``generate`` call each round), >= 1.
         seed: round k of the loop generates with seed ``seed + k``.
-        progress: show a tqdm bar of finished episodes.
+        progress: show a bar of finished episodes (batch mode prints lines anyway, ``progress.Progress``).
 
     Returns:
         One EpisodeRecord per level, in the order of ``levels``.
@@ -216,7 +215,7 @@ def run_episodes(
     waiting = list(range(len(parsed)))[::-1]  # pop() hands out levels in order
     running: list[tuple[int, _RunningEpisode]] = []
     round_index = 0
-    bar = tqdm(total=len(parsed), desc="episodes", unit="level", disable=not progress)
+    bar = Progress(len(parsed), "episodes", unit="episode", bar=progress)  # plain lines in batch mode
     while waiting or running:
         # ---- fill the free slots with new episodes -------------------------- #
         while waiting and len(running) < batch_size:
@@ -255,5 +254,6 @@ def run_episodes(
                 still_running.append((index, ep))
         running = still_running
         round_index += 1
+        bar.update(0, round=round_index)  # a batch-mode line even while no episode ends
     bar.close()
     return records  # type: ignore[return-value]

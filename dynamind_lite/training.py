@@ -31,9 +31,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from transformers import TrainerCallback
+
 from dynamind_lite.config import Preset, get_preset
 from dynamind_lite.io import save_pretrained_atomic, write_json_atomic
 from dynamind_lite.models.loader import LoraSettings, load_policy
+from dynamind_lite.progress import Progress
 
 FINAL_DIR = "final"
 """Sub-directory of ``output_dir`` holding the merged fine-tuned model."""
@@ -169,6 +172,95 @@ def _merged_model(trainer, preset: Preset, model_name_or_path: str, device: str 
         return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
 
 
+class SFTProgressCallback(TrainerCallback):
+    """One progress bar for SFT with the latest training loss beside it
+    (``notebooks/04_resim_sft.ipynb``), plain lines in batch mode (``progress.Progress``).
+    It replaces the Trainer's printer, which prints one log dictionary per logging step."""
+
+    def __init__(self):
+        self.progress: Progress | None = None
+        self.loss: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.progress = Progress(state.max_steps, "SFT", unit="step")
+        if state.global_step:  # resumed from a checkpoint
+            self.progress.update(state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.loss = float(logs["loss"])
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(1, **({"loss": self.loss} if self.loss is not None else {}))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
+
+
+def make_sft_trainer(model_name_or_path: str | os.PathLike, dataset, output_dir: str | os.PathLike, preset: Preset,
+                     seed: int = 0, callbacks: list | None = None, assistant_only_loss: bool = True,
+                     progress: bool = True):
+    """TRL's ``SFTTrainer`` for eq. (1), set up from ``preset`` (plumbing of ``run_sft``;
+    ``benchmarks/bench_sft.py`` times it against a plain PyTorch loop on its batches).
+
+    ``dataset``: the ``messages`` dataset of ``load_sft_dataset``. Loads the
+    policy (plain, LoRA or 4-bit QLoRA). ``progress``: one bar with the loss
+    instead of the Trainer's per-log printout.
+    """
+    import torch
+    from transformers import set_seed
+    from transformers.trainer_callback import PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    device = None if preset.device == "auto" else preset.device
+    # ---- the policy: plain (full fine-tuning), LoRA, or 4-bit QLoRA ------- #
+    set_seed(seed)  # adapter initialisation is random
+    checkpointing = preset.load_in_4bit and torch.cuda.is_available()  # saves GPU memory; only slows a CPU
+    model, tokenizer = load_policy(model_name_or_path, lora=lora_settings(preset), load_in_4bit=preset.load_in_4bit,
+                                   dtype=preset.dtype, device=device, gradient_checkpointing=checkpointing)
+    model.train()
+    on_gpu = next(model.parameters()).device.type == "cuda"
+    half = model.dtype if on_gpu else None
+
+    # ---- TRL SFTTrainer with assistant-only loss, eq. (1) ----------------- #
+    fields = {f.name for f in dataclasses.fields(SFTConfig)}
+    # transformers >= 5.2 renamed gradient_checkpointing (TRL turns it on by default) to activation_checkpointing
+    checkpoint_arg = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    args = SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=preset.sft_epochs,
+        max_steps=preset.sft_max_steps,
+        learning_rate=preset.sft_learning_rate,
+        warmup_steps=preset.sft_warmup_ratio,  # a float < 1 is a fraction of all steps
+        lr_scheduler_type="linear",
+        per_device_train_batch_size=preset.sft_batch_size,
+        gradient_accumulation_steps=preset.sft_grad_accum,
+        max_length=preset.sft_max_seq_len,
+        assistant_only_loss=assistant_only_loss,
+        logging_steps=preset.sft_logging_steps,
+        save_strategy="steps",
+        save_steps=preset.sft_save_steps,
+        save_total_limit=2,
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        use_cpu=not on_gpu,
+        bf16=half == torch.bfloat16,
+        fp16=half == torch.float16,
+        dataloader_num_workers=0,
+        disable_tqdm=True,  # our own bar (SFTProgressCallback) shows the loss
+        **{checkpoint_arg: checkpointing and on_gpu},
+    )
+    callbacks = list(callbacks or []) + ([SFTProgressCallback()] if progress else [])
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # it prints every log dictionary
+    return trainer
+
+
 # =========================================================================== #
 # The algorithm: SFT on a^ReSim, eq. (1)
 # =========================================================================== #
@@ -182,6 +274,7 @@ def run_sft(
     seed: int = 0,
     callbacks: list | None = None,
     assistant_only_loss: bool = True,
+    progress: bool = True,
     **overrides,
 ) -> SFTResult:
     """Fine-tune ``model_name_or_path`` on the RESIM SFT file with TRL's SFTTrainer.
@@ -199,6 +292,7 @@ def run_sft(
         callbacks: extra ``transformers.TrainerCallback`` objects.
         assistant_only_loss: eq. (1) on the assistant turn only (RESIM SFT);
             False trains on whole sequences (the tiny base model's pre-training).
+        progress: show one progress bar with the loss (plain lines in batch mode).
         **overrides: preset fields to override, e.g. ``sft_max_steps=20``.
 
     A run that finds a completed checkpoint in ``output_dir`` resumes from it
@@ -214,54 +308,15 @@ def run_sft(
     output_dir.mkdir(parents=True, exist_ok=True)
     device = None if preset.device == "auto" else preset.device
 
-    import torch
-    from transformers import set_seed
-    from trl import SFTConfig, SFTTrainer
-
-    # ---- the policy: plain (full fine-tuning), LoRA, or 4-bit QLoRA ------- #
-    set_seed(seed)  # adapter initialisation is random
-    model, tokenizer = load_policy(model_name_or_path, lora=lora_settings(preset), load_in_4bit=preset.load_in_4bit,
-                                   dtype=preset.dtype, device=device,
-                                   gradient_checkpointing=preset.load_in_4bit and torch.cuda.is_available())
-    model.train()
-    on_gpu = next(model.parameters()).device.type == "cuda"
-    half = model.dtype if on_gpu else None
-
-    # ---- TRL SFTTrainer with assistant-only loss, eq. (1) ----------------- #
-    args = SFTConfig(
-        output_dir=str(output_dir),
-        num_train_epochs=preset.sft_epochs,
-        max_steps=preset.sft_max_steps,
-        learning_rate=preset.sft_learning_rate,
-        warmup_steps=preset.sft_warmup_ratio,  # a float < 1 is a fraction of all steps
-        lr_scheduler_type="linear",
-        per_device_train_batch_size=preset.sft_batch_size,
-        gradient_accumulation_steps=preset.sft_grad_accum,
-        max_length=preset.sft_max_seq_len,
-        assistant_only_loss=assistant_only_loss,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=preset.sft_save_steps,
-        save_total_limit=2,
-        seed=seed,
-        data_seed=seed,
-        report_to="none",
-        use_cpu=not on_gpu,
-        bf16=half == torch.bfloat16,
-        fp16=half == torch.float16,
-        gradient_checkpointing=preset.load_in_4bit and on_gpu,  # TRL turns it on by default; slow on CPU
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-    )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         callbacks=callbacks)
+    trainer = make_sft_trainer(model_name_or_path, dataset, output_dir, preset, seed, callbacks,
+                               assistant_only_loss, progress)
     resumed_from = latest_checkpoint(output_dir)
     trainer.train(resume_from_checkpoint=resumed_from)
 
     # ---- save: merged model + loss curve (atomic) ------------------------- #
     model_dir = output_dir / FINAL_DIR
     merged = _merged_model(trainer, preset, str(model_name_or_path), device)
-    save_pretrained_atomic(merged, tokenizer, model_dir)
+    save_pretrained_atomic(merged, trainer.processing_class, model_dir)
     log_history = list(trainer.state.log_history)
     write_json_atomic(output_dir / LOG_FILE, log_history)
     return SFTResult(output_dir=str(output_dir), model_dir=str(model_dir), log_history=log_history,

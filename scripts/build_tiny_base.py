@@ -13,11 +13,13 @@ Algorithm, top to bottom:
    to a few million parameters, tied embeddings), seeded.
 2. ReAct-style play: a noisy solver (the optimal move with probability
    1 - epsilon, a random move otherwise; ``search.NoisySolverPolicy``) plays
-   training levels (``id_train`` and ``ood_train``: never a test level); each
+   training levels (``mix_train``: two generator styles, 6x6 to 8x8 boards, one
+   or two boxes, never an 8x8 board with two boxes, never the held-out
+   ``random_placement`` style, never a test level); each
    decision becomes a chat example ``build_messages(s_t, history, h)`` +
    ``<think>one sentence</think><answer>a_t</answer>``, with h drawn in
    [1, --max-history] so prompts show several real (state, action, next state)
-   transitions.
+   transitions, blocked moves (the state does not change) included.
 3. Pre-training with TRL's SFTTrainer (``training.run_sft``, full fine-tuning,
    loss on the whole sequence, not only the answer): the model learns the
    format, to read and copy grids, the dynamics shown in the history and a
@@ -87,9 +89,9 @@ def play_examples(levels: list[dict], epsilon: float, max_history: int, seed: in
     return rows
 
 
-def build_tiny_base(out: str | Path, id_levels: int = 600, ood_levels: int = 30, epsilon: float = 0.3,
+def build_tiny_base(out: str | Path, levels: str = "mix_train", num_levels: int = 1000, epsilon: float = 0.3,
                     max_history: int = 4, epochs: float = 1.0, learning_rate: float = 3e-3, batch_size: int = 16,
-                    seed: int = 0, architecture: dict | None = None) -> Path:
+                    seed: int = 0, canvas: int = 8, architecture: dict | None = None) -> Path:
     """Steps 1-4 above; returns ``out``."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -106,10 +108,10 @@ def build_tiny_base(out: str | Path, id_levels: int = 600, ood_levels: int = 30,
     print(f"tiny base: {sum(p.numel() for p in model.parameters()):,} parameters", flush=True)
 
     # ---- 2. ReAct-style noisy-solver play on training levels ------------- #
-    levels = load_levels(level_file("id_train"))[:id_levels] + load_levels(level_file("ood_train"))[:ood_levels]
+    played = random.Random(seed).sample(load_levels(level_file(levels), canvas=canvas), num_levels)  # all families
     started = time.perf_counter()
-    rows = play_examples(levels, epsilon, max_history, seed)
-    print(f"play data: {len(rows)} examples from {len(levels)} levels in {time.perf_counter() - started:.1f}s",
+    rows = play_examples(played, epsilon, max_history, seed)
+    print(f"play data: {len(rows)} examples from {len(played)} levels in {time.perf_counter() - started:.1f}s",
           flush=True)
 
     with tempfile.TemporaryDirectory(prefix="tiny-base-") as work:
@@ -139,9 +141,10 @@ def build_tiny_base(out: str | Path, id_levels: int = 600, ood_levels: int = 30,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(tiny_base_dir()), help="output directory (save_pretrained)")
-    parser.add_argument("--id-levels", type=int, default=600, help="id_train levels played (6x6, one box)")
-    parser.add_argument("--ood-levels", type=int, default=30, help="ood_train levels played (8x8, two boxes)")
+    parser.add_argument("--levels", default="mix_train", help="level split played (data/sokoban/<levels>.jsonl)")
+    parser.add_argument("--num-levels", type=int, default=1000, help="levels played, drawn from --levels")
     parser.add_argument("--epsilon", type=float, default=0.3, help="random-move rate of the noisy solver")
+    parser.add_argument("--canvas", type=int, default=8, help="boards are played on this fixed canvas (0: as they are)")
     parser.add_argument("--max-history", type=int, default=4, help="h is drawn in [1, this] per example")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=3e-3)
@@ -153,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    out = build_tiny_base(args.out, args.id_levels, args.ood_levels, args.epsilon, args.max_history, args.epochs,
-                          args.lr, args.batch_size, args.seed)
+    out = build_tiny_base(args.out, args.levels, args.num_levels, args.epsilon, args.max_history, args.epochs,
+                          args.lr, args.batch_size, args.seed, args.canvas)
     print(f"saved {out} in {time.perf_counter() - started:.1f}s")
     return 0
 

@@ -7,6 +7,16 @@ ID  = 6x6 boards with 1 box  (RAGEN's SimpleSokoban), solutions of 3..15 moves.
 OOD = 8x8 boards with 2 boxes (RAGEN's LargerSokoban), solutions of 3..22 moves.
 Level i of a family comes from ``generate_level(seed=base + i)``; a grid already
 taken by an earlier level is skipped, so no grid appears in two splits.
+
+mix_train / mix_val: the training levels of the tiny preset, from two generator
+styles (``reverse_play``, ``room_carving``) on 6x6, 7x7 and 8x8 boards with one
+box and 6x6 and 7x7 boards with two boxes, spread evenly over solution lengths
+(``envs.generators.level_set``). Never in them: an 8x8 board with two boxes (the
+OOD setting) and the ``random_placement`` style (held out).
+
+style_test_*: 6x6 one-box test sets of the other two styles, 20 levels per
+optimal length: ``room_carving`` (a training style, 4..10 moves) and
+``random_placement`` (the held-out style, 4..12 moves).
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from dynamind_lite.envs.generators import level_set
 from dynamind_lite.envs.sokoban import generate_level, solve
 from dynamind_lite.io import jsonl_text, write_text_atomic
 
@@ -44,23 +55,67 @@ def make_family(name: str) -> dict[str, list[dict]]:
     return out
 
 
+MIX = [
+    # (style, size, boxes, solution lengths, train count, val count): lengths each style makes at that size
+    ("reverse_play", (6, 6), 1, range(4, 9), 400, 20),
+    ("room_carving", (6, 6), 1, range(4, 11), 400, 20),
+    ("reverse_play", (7, 7), 1, range(4, 10), 150, 10),
+    ("room_carving", (7, 7), 1, range(4, 13), 150, 10),
+    ("reverse_play", (8, 8), 1, range(4, 10), 120, 10),
+    ("room_carving", (8, 8), 1, range(4, 13), 120, 10),
+    ("reverse_play", (6, 6), 2, range(4, 13), 150, 10),
+    ("reverse_play", (7, 7), 2, range(4, 13), 150, 10),
+]
+"""The tiny preset's training mix (mix_train, mix_val)."""
+
+STYLE_TESTS = {
+    # split: (style, lengths, levels per length, first seed)
+    "style_test_room_carving": ("room_carving", range(4, 11), 20, 8_000_000),
+    "style_test_random_placement": ("random_placement", range(4, 13), 20, 9_000_000),
+}
+"""6x6 one-box test sets of the two styles besides reverse play (id_test)."""
+
+
+def make_styles(taken: set[str]) -> dict[str, list[dict]]:
+    """The style test sets, then mix_train and mix_val; no grid of ``taken`` or of
+    an earlier set is reused (tests first, so training never holds a test grid)."""
+    out: dict[str, list[dict]] = {}
+    for split, (style, lengths, per_length, seed) in STYLE_TESTS.items():
+        rows = level_set(style, per_length * len(lengths), lengths=lengths, first_seed=seed, exclude=taken,
+                         prefix=split)
+        taken |= {row["grid"] for row in rows}
+        out[split] = rows
+    for split in ("mix_val", "mix_train"):
+        rows = []
+        for family, (style, size, boxes, lengths, train_count, val_count) in enumerate(MIX):
+            seed = 100_000 * (family + 1) + (50_000 if split == "mix_val" else 0)
+            count = val_count if split == "mix_val" else train_count
+            part = level_set(style, count, size=size, num_boxes=boxes, lengths=lengths,
+                             first_seed=seed, exclude=taken, prefix=f"{style}_{size[0]}x{size[1]}_{boxes}")
+            taken |= {row["grid"] for row in part}
+            rows += part
+        out[split] = [{**row, "id": f"{split}_{i:04d}"} for i, row in enumerate(rows)]
+    return {split: out[split] for split in (*STYLE_TESTS, "mix_train", "mix_val")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "sokoban")
     parser.add_argument("--check", action="store_true", help="compare with the files in --out instead of writing")
     args = parser.parse_args(argv)
     mismatches = 0
-    for family in FAMILIES:
-        for split, rows in make_family(family).items():
-            path = args.out / f"{split}.jsonl"
-            text = jsonl_text(rows)
-            if args.check:
-                same = path.is_file() and path.read_text(encoding="utf-8") == text
-                mismatches += not same
-                print(f"{path}: {'identical' if same else 'DIFFERS'}")
-            else:
-                write_text_atomic(path, text)
-                print(f"{path}: {len(rows)} levels")
+    splits = {split: rows for family in FAMILIES for split, rows in make_family(family).items()}
+    splits.update(make_styles({row["grid"] for rows in splits.values() for row in rows}))
+    for split, rows in splits.items():
+        path = args.out / f"{split}.jsonl"
+        text = jsonl_text(rows)
+        if args.check:
+            same = path.is_file() and path.read_text(encoding="utf-8") == text
+            mismatches += not same
+            print(f"{path}: {'identical' if same else 'DIFFERS'}")
+        else:
+            write_text_atomic(path, text)
+            print(f"{path}: {len(rows)} levels")
     return 1 if mismatches else 0
 
 

@@ -15,7 +15,8 @@ from dynamind_lite.response import ACTIONS, format_response, format_rollout
 from dynamind_lite.training import LOG_FILE, latest_checkpoint, load_sft_dataset, plot_loss_curve, run_sft
 
 GRIDS = ["######\n#_XP_#\n#_O__#\n######", "######\n#P_X_#\n#__O_#\n######", "#####\n#PXO#\n#####"]
-FAST = dict(sft_batch_size=4, sft_grad_accum=1, sft_warmup_ratio=0.0, sft_save_steps=1000, device="cpu")
+FAST = dict(sft_batch_size=4, sft_grad_accum=1, sft_warmup_ratio=0.0, sft_save_steps=1000, sft_logging_steps=1,
+            device="cpu")
 
 
 @pytest.fixture(scope="module")

@@ -346,10 +346,31 @@ def generate_level(
                        f"moves found in {max_tries} tries (seed {seed})")
 
 
-def load_levels(path: str | Path) -> list[dict]:
+def place_on_canvas(grid: str, canvas: int) -> str:
+    """``grid`` on a fixed ``canvas`` x ``canvas`` board: walls added on the right
+    and at the bottom (``notebooks/01_mdp_sokoban.ipynb``).
+
+    The dynamics do not change (off-board already counts as wall), but every
+    board, 6x6 or 8x8, is then written in one layout: the same number of rows
+    and cells per row, each cell at the same place in the text. A small model
+    copies and edits a grid by position, so one layout lets what it learns on
+    one board size carry over to another. ``canvas=0`` returns ``grid`` as is.
+    Raises ``ValueError`` when the board is larger than the canvas.
+    """
+    if not canvas:
+        return grid
+    rows = grid.split("\n")
+    if len(rows) > canvas or max(map(len, rows)) > canvas:
+        raise ValueError(f"a {len(rows)}x{max(map(len, rows))} board does not fit a {canvas}x{canvas} canvas")
+    rows = [row + WALL * (canvas - len(row)) for row in rows]
+    return "\n".join(rows + [WALL * canvas] * (canvas - len(rows)))
+
+
+def load_levels(path: str | Path, canvas: int = 0) -> list[dict]:
     """Read a level file of ``data/sokoban/`` (JSONL; each line has ``id``, ``grid``,
     ``solution``, ...). Every grid is validated; a bad line raises ``ValueError``
-    naming the file and line."""
+    naming the file and line. ``canvas`` > 0 places every grid on that fixed
+    canvas (:func:`place_on_canvas`; ``size`` keeps the board's own size)."""
     levels = []
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -357,6 +378,7 @@ def load_levels(path: str | Path) -> list[dict]:
                 continue
             try:
                 level = json.loads(line)
+                level["grid"] = place_on_canvas(level["grid"], canvas)
                 parse_level(level["grid"])
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
                 raise ValueError(f"{path}, line {number}: not a valid level ({error})") from error
