@@ -107,7 +107,8 @@ class Preset:
 
     # ---- RESIM data collection (paper Sec. 3.1) -------------------------- #
     num_resim_levels: int = 1000
-    """Training levels the RESIM agent plays to make SFT data (the first N of id_train, which has 2000)."""
+    """Training levels the RESIM agent plays to make SFT data (the first N of ``resim_train_levels``;
+    mix_train has 1640, its families shuffled together)."""
     b: int = 2
     """b: rollouts per search tree."""
     d: int = 3
@@ -116,11 +117,11 @@ class Preset:
     """Policy that expands the tree: ``noisy_solver`` (solver + random moves) or ``random``."""
     rollout_epsilon: float = 0.1
     """Random-move probability of the noisy solver, in [0, 1]."""
-    resim_explore: float = 0.0
+    resim_explore: float = 0.1
     """Probability that the RESIM agent plays a random move instead of its answer while it collects
     SFT data, in [0, 1): the data then shows off-path states and blocked moves in the history."""
-    resim_train_levels: str = "id_train"
-    """Level file the RESIM agent plays for SFT data: a split name of ``data/sokoban/`` or a path."""
+    resim_train_levels: str = "mix_train"
+    """Level split of ``data/sokoban/`` the RESIM agent plays for SFT data (its first ``num_resim_levels``)."""
     value_fn: str = "exact"
     """V_nu scoring a rollout's leaf: ``exact`` (solver distance), ``heuristic``, ``llm``."""
     aggregator: str = "template"
@@ -189,21 +190,27 @@ def _tiny_base_path() -> str:
 
 _PRESETS = {
     # tiny: a from-scratch ~0.85M-parameter model on a 2-core CPU; every value
-    # below was measured (see data/models/README.md for the figures):
+    # below was measured (figures in the README and data/models/README.md):
+    # * board_canvas=8: every board is written in one 8x8 layout, so what the
+    #   model learns about copying and editing a grid on 6x6 boards holds on
+    #   8x8 ones. Without it, training on mixed sizes collapsed (ID 0.5%, Sim
+    #   Score 0.25); with it, Sim Score on ID rose to 0.83 at the same budget.
+    # * mix_train (two generator styles, 6x6-8x8, one or two boxes, 4-12 moves)
+    #   with resim_explore=0.1: off-path states and blocked moves in the data.
     # * full fine-tuning: LoRA adapters on a 128-wide model train a small
     #   fraction of its weights and learn the grid dynamics far slower; all
     #   ~0.85M weights train at CPU speed anyway. LoRA/QLoRA is the same code
     #   (tests, small and full presets).
     # * d=1: each simulated state is one move from the prompt's current state,
-    #   so a response is ~140 tokens (d=2: ~225) and the tiny model learns to
-    #   simulate exactly; b=2 keeps the comparison of two rollouts.
-    # * all 2000 id_train levels, 2 epochs, batch 8, lr 2e-3: about 2300
-    #   optimiser steps, the most the 15-minute pipeline budget allows.
+    #   so a response is ~200 tokens on the canvas; b=2 compares two first moves.
+    # * one epoch over the first num_resim_levels levels: what fits Stage 1's
+    #   8-minute budget on a 2-core CPU.
+    # * react_eval_levels=40: the tiny base's REACT row needs few episodes.
     "tiny": dict(
         model_name_or_path=_tiny_base_path, device="cpu", dtype="float32", full_finetune=True,
-        sft_epochs=2.0, sft_learning_rate=2e-3, sft_warmup_ratio=0.03, sft_batch_size=8, sft_grad_accum=1,
+        sft_epochs=1.0, sft_learning_rate=2e-3, sft_warmup_ratio=0.03, sft_batch_size=8, sft_grad_accum=1,
         sft_max_seq_len=1024, sft_save_steps=500, max_new_tokens=320, eval_batch_size=200,
-        num_resim_levels=2000, b=2, d=1,
+        num_resim_levels=1000, b=2, d=1, board_canvas=8, react_eval_levels=40,
     ),
     # small: free Colab T4 (16 GB, fp16 only).
     "small": dict(
@@ -215,7 +222,7 @@ _PRESETS = {
     "full": dict(
         model_name_or_path="Qwen/Qwen2.5-7B-Instruct", dtype="bfloat16", lora_r=64, lora_alpha=128,
         sft_epochs=3.0, sft_learning_rate=1e-4, sft_batch_size=4, sft_grad_accum=8, sft_max_seq_len=4096,
-        generation_backend="vllm", max_new_tokens=2048, eval_batch_size=128, num_resim_levels=2000, b=3, d=5,
+        generation_backend="vllm", max_new_tokens=2048, eval_batch_size=128, num_resim_levels=1640, b=3, d=5,
     ),
 }
 PRESET_NAMES = tuple(_PRESETS)

@@ -30,6 +30,11 @@ Where we depart from the paper (which does not describe its loop) and why:
   level). Greedy decoding makes the records a function of the inputs alone; with
   sampling, round k uses seed ``seed + k``, so the same seed and batch size give
   the same records.
+- Under greedy decoding an episode whose prompt is the same as at its previous
+  step (a blocked move repeated, so the state and the history window did not
+  change) reuses that step's response instead of generating it again: the
+  answer would be the same, and such loops are where a weak policy spends most
+  of its step budget.
 """
 
 from __future__ import annotations
@@ -147,6 +152,7 @@ class _RunningEpisode:
     record: EpisodeRecord
     observation: str
     history: list[tuple[str, str]] = field(default_factory=list)
+    last: tuple[list[dict[str, str]], Generation] | None = None  # (prompt, its generation), for greedy reuse
 
 
 def _level_grid_and_id(level: dict | str, index: int) -> tuple[str, str]:
@@ -227,10 +233,19 @@ def run_episodes(
 
         # ---- one decision for every running episode: prompt -> response ---- #
         prompts = [build_messages(ep.observation, ep.history, history_len) for _, ep in running]
+        # Greedy decoding answers the same prompt with the same response, so an episode stuck in a
+        # loop (a blocked move repeated: state and history unchanged) reuses its last one.
+        sampling = config.do_sample and config.temperature > 0
+        fresh = [i for i, ((_, ep), prompt) in enumerate(zip(running, prompts))
+                 if sampling or ep.last is None or ep.last[0] != prompt]
         round_config = dataclasses.replace(config, seed=seed + round_index)
-        generations = generator.generate(prompts, round_config)
-        if len(generations) != len(prompts):
-            raise RuntimeError(f"generator returned {len(generations)} generations for {len(prompts)} prompts")
+        new = generator.generate([prompts[i] for i in fresh], round_config) if fresh else []
+        if len(new) != len(fresh):
+            raise RuntimeError(f"generator returned {len(new)} generations for {len(fresh)} prompts")
+        reused = {i: ep.last[1] for i, (_, ep) in enumerate(running) if ep.last is not None}
+        generations = [reused.get(i) for i in range(len(running))]
+        for i, generation in zip(fresh, new):
+            generations[i] = generation
 
         # ---- act in every env; record the real transition ------------------- #
         still_running = []
@@ -244,6 +259,7 @@ def run_episodes(
                 prompt_tokens=generation.prompt_tokens, finish_reason=generation.finish_reason,
                 action=action, reward=float(reward), next_observation=next_observation,
                 terminated=bool(terminated), truncated=bool(truncated)))
+            ep.last = (messages, generation)
             ep.history.append((ep.observation, INVALID_HISTORY_ACTION if action is None else action))
             ep.observation = next_observation
             if terminated or truncated:

@@ -126,7 +126,7 @@ def build_tiny_base(out: str | Path, levels: str = "mix_train", num_levels: int 
                          assistant_only_loss=False, full_finetune=True, sft_epochs=epochs,
                          sft_learning_rate=learning_rate, sft_batch_size=batch_size, sft_grad_accum=1,
                          sft_warmup_ratio=0.05, sft_save_steps=1_000_000, sft_max_seq_len=1024)
-        losses = [loss for _, loss in result.losses]
+        losses = [loss for _, loss in result.losses] or [float("nan")]
         print(f"pre-training: {result.global_step} steps in {time.perf_counter() - started:.1f}s, "
               f"loss {losses[0]:.3f} -> {sum(losses[-10:]) / min(10, len(losses)):.3f}", flush=True)
 

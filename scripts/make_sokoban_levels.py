@@ -8,7 +8,7 @@ OOD = 8x8 boards with 2 boxes (RAGEN's LargerSokoban), solutions of 3..22 moves.
 Level i of a family comes from ``generate_level(seed=base + i)``; a grid already
 taken by an earlier level is skipped, so no grid appears in two splits.
 
-mix_train / mix_val: the training levels of the tiny preset, from two generator
+mix_train / mix_val: the training levels (families shuffled together), from two generator
 styles (``reverse_play``, ``room_carving``) on 6x6, 7x7 and 8x8 boards with one
 box and 6x6 and 7x7 boards with two boxes, spread evenly over solution lengths
 (``envs.generators.level_set``). Never in them: an 8x8 board with two boxes (the
@@ -22,6 +22,7 @@ optimal length: ``room_carving`` (a training style, 4..10 moves) and
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 from pathlib import Path
 
@@ -94,6 +95,7 @@ def make_styles(taken: set[str]) -> dict[str, list[dict]]:
                              first_seed=seed, exclude=taken, prefix=f"{style}_{size[0]}x{size[1]}_{boxes}")
             taken |= {row["grid"] for row in part}
             rows += part
+        random.Random(split).shuffle(rows)  # families interleaved: the first N levels are a mix too
         out[split] = [{**row, "id": f"{split}_{i:04d}"} for i, row in enumerate(rows)]
     return {split: out[split] for split in (*STYLE_TESTS, "mix_train", "mix_val")}
 

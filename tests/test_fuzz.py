@@ -13,7 +13,7 @@ import string
 
 from dynamind_lite.envs.sokoban import FAILURE_REWARD, STEP_REWARD, generate_level
 from dynamind_lite.evaluate import compare_simulated_states, episode_metrics
-from dynamind_lite.generation import Generation
+from dynamind_lite.generation import Generation, GenerationConfig
 from dynamind_lite.response import ACTIONS, GRID_SYMBOLS, parse_answer, parse_plan, parse_response, parse_rollouts
 from dynamind_lite.rollout import run_episodes
 
@@ -112,7 +112,9 @@ def test_agent_loop_counts_every_malformed_response_as_invalid():
     levels = [{"id": f"fuzz-{seed}", "grid": generate_level(seed)} for seed in range(100)]
     max_steps = 30
     generator = ReplayGenerator(texts)
-    records = run_episodes(generator, levels, max_steps=max_steps, history_len=2, batch_size=25, seed=0)
+    sampling = GenerationConfig(temperature=1.0, do_sample=True)  # a new text per call, never a reused answer
+    records = run_episodes(generator, levels, max_steps=max_steps, history_len=2, batch_size=25, seed=0,
+                           generation_config=sampling)
 
     assert generator.served == 100 * max_steps == 3000  # every text was played once
     assert generator.calls == 4 * max_steps  # 4 lock-step waves of 25 episodes

@@ -58,3 +58,21 @@ def test_held_out_style_test_set_spreads_over_4_to_12_moves():
     levels = load_levels(level_file("style_test_random_placement"))
     assert Counter(len(level["solution"]) for level in levels) == {n: 20 for n in range(4, 13)}
     assert {level["style"] for level in levels} == {"random_placement"}
+
+
+def test_the_canvas_keeps_the_dynamics_and_gives_every_board_one_layout():
+    from dynamind_lite.envs.sokoban import place_on_canvas, solution_length, step_grid
+
+    for level in load_levels(level_file("id_test"))[:20] + load_levels(level_file("mix_train"))[::80]:
+        grid = level["grid"]
+        padded = place_on_canvas(grid, 8)
+        rows = padded.split("\n")
+        assert len(rows) == 8 and {len(row) for row in rows} == {8}
+        assert solution_length(padded) == len(level["solution"])
+        for action in ("Up", "Down", "Left", "Right"):
+            assert step_grid(padded, action) == place_on_canvas(step_grid(grid, action), 8)
+    assert place_on_canvas("#P√#", 0) == "#P√#"
+    with pytest.raises(ValueError, match="does not fit"):
+        place_on_canvas("\n".join(["#" * 9] * 9), 8)
+    canvas_levels = load_levels(level_file("id_test"), canvas=8)
+    assert canvas_levels[0]["grid"] == place_on_canvas(load_levels(level_file("id_test"))[0]["grid"], 8)

@@ -191,7 +191,7 @@ def test_build_tiny_base_is_deterministic(tmp_path):
     architecture = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
                         num_key_value_heads=2, tie_word_embeddings=True)
     torch.set_num_threads(1)
-    built = [script.build_tiny_base(tmp_path / name, id_levels=3, ood_levels=1, epochs=1.0, batch_size=8,
+    built = [script.build_tiny_base(tmp_path / name, num_levels=4, epochs=1.0, batch_size=8,
                                     architecture=architecture) for name in ("a", "b")]
     assert (built[0] / "model.safetensors").read_bytes() == (built[1] / "model.safetensors").read_bytes()
     assert (built[0] / "tokenizer.json").read_bytes() == (built[1] / "tokenizer.json").read_bytes()

@@ -146,3 +146,30 @@ def test_the_loop_through_an_openai_compatible_server(levels):
         assert len(server.requests) == sum(r.num_steps for r in records)
     assert all(r.success and r.num_invalid_actions == 0 for r in records)
     assert [r.num_steps for r in records] == [len(level["solution"]) for level in levels[:4]]
+
+
+class WallBumper:
+    """A greedy policy that always answers Up: on a level where Up is blocked the
+    state never changes, so every prompt after the second is the same."""
+
+    def __init__(self):
+        self.served = 0
+
+    def generate(self, conversations, config):
+        self.served += len(conversations)
+        return [Generation(text=format_response("Up again.", "Up"), num_tokens=5, finish_reason="stop")
+                for _ in conversations]
+
+
+def test_a_greedy_episode_stuck_in_a_loop_reuses_its_response():
+    stuck = "#####\n#P__#\n#_X_#\n#_O_#\n#####"  # Up from the top row is a wall: a no-op forever
+    policy = WallBumper()
+    records = run_episodes(policy, [stuck], max_steps=10, history_len=1)
+    assert records[0].num_steps == 10 and not records[0].success
+    assert policy.served == 2  # step 1 (no history) and step 2 (history shows the no-op); then reused
+    assert all(step.response == records[0].steps[0].response for step in records[0].steps)
+    assert sum(step.num_tokens for step in records[0].steps) == 50  # reused responses still count as generated
+    sampled = WallBumper()
+    run_episodes(sampled, [stuck], max_steps=10, history_len=1,
+                 generation_config=GenerationConfig(temperature=1.0, do_sample=True))
+    assert sampled.served == 10  # sampling may answer differently: never reused
