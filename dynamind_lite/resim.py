@@ -8,7 +8,7 @@ For state s with tree T (b rollouts, ``dynamind_lite.search``)::
 
     for i in 1..b:   "Rollout i: a_1 .. a_k", "After a_j:" + s_j (real), "Value: v_i"
     k* = argmax_i v_i                      (first of equals)
-    "Best: Rollout k* with value v_k*."
+    "Best: Rollout k*."                    (its value is written above: not repeated)
     "Plan: plan of rollout k*"             -> answer = its first action
 
 in the grammar of ``dynamind_lite.response`` (``format_rollout``,
@@ -45,7 +45,7 @@ from dynamind_lite.response import (
 if TYPE_CHECKING:
     from dynamind_lite.search import Rollout, SearchTree
 
-_BEST_RE = re.compile(r"^Best: Rollout (\d+) with value (-?\d+(?:\.\d+)?)\.?\s*$")
+_BEST_RE = re.compile(r"^Best: Rollout (\d+)(?: with value -?\d+(?:\.\d+)?)?\.?\s*$")  # value optional
 
 
 class AggregationRejected(ValueError):
@@ -88,7 +88,7 @@ class TemplateAggregator:
         Rollout 2: Down Down
         ...
         Value: 9.5
-        Best: Rollout 1 with value 9.7.
+        Best: Rollout 1.
         Plan: Up Left</think><answer>Up</answer>
 
     Observation and history are not used: the prompt already shows them.
@@ -106,7 +106,7 @@ class TemplateAggregator:
         blocks = [format_rollout(i, r.actions, r.states, r.value) for i, r in enumerate(rollouts, 1)]
         best = best_rollout_index(rollouts)  # k* = argmax_i v_i
         chosen = rollouts[best]
-        blocks.append(f"Best: Rollout {best + 1} with value {format_value(chosen.value)}.")
+        blocks.append(f"Best: Rollout {best + 1}.")  # its value is two lines up: no token repeats it
         blocks.append(f"Plan: {' '.join(chosen.actions)}")
         return format_response("\n".join(blocks), chosen.actions[0])
 
@@ -162,7 +162,7 @@ def validate_resim_response(text: str, tree: SearchTree) -> None:
                                   f"but Rollout {best + 1} has the higher value {format_value(rollouts[best].value)}")
     best_lines = [m for line in parsed.think.splitlines() if (m := _BEST_RE.match(line.strip()))]
     if not best_lines:
-        raise AggregationRejected("no 'Best: Rollout K with value V.' line")
+        raise AggregationRejected("no 'Best: Rollout K.' line")
     if int(best_lines[-1].group(1)) != chosen + 1:
         raise AggregationRejected(f"'Best:' names Rollout {best_lines[-1].group(1)} but the plan is "
                                   f"Rollout {chosen + 1}")

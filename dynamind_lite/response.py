@@ -22,7 +22,7 @@ simulated future states can be recovered from the text alone::
     Value: 9.6                       <- V of the rollout (see dynamind_lite.search)
     Rollout 2: Down Right
     ...
-    Best: Rollout 1 with value 9.6.  <- the comparison
+    Best: Rollout 1.                 <- the comparison (the rollout of highest value)
     Plan: Up Left Left               <- the chosen plan; its first action is the answer
 
 A state block is every following line made only of Sokoban grid symbols. Text

@@ -280,7 +280,7 @@ def test_aggregator_accepts_a_correct_answer_and_prompts_with_the_real_tree(leve
     assert observation in prompt and history[0][0] in prompt
     for i, rollout in enumerate(tree.rollouts(), 1):
         assert format_rollout(i, rollout.actions, rollout.states, rollout.value) in prompt
-    assert "Best: Rollout K with value V." in prompt and "Plan:" in prompt
+    assert "Best: Rollout K." in prompt and "Plan:" in prompt
 
 
 def test_aggregator_rejects_wrong_states_and_raises_after_max_attempts(level):

@@ -71,7 +71,7 @@ def test_template_chooses_the_best_value(cases):
 def test_template_is_compact(cases):
     """Only grammar lines: rollout headers, After lines, grids, values, Best, Plan."""
     allowed = re.compile(r"^(Rollout \d+:( (Up|Down|Left|Right))+|After (Up|Down|Left|Right):|[#_OX√PS]+|"
-                         r"Value: -?\d+\.\d|Best: Rollout \d+ with value -?\d+\.\d\.|Plan:( (Up|Down|Left|Right))+)$")
+                         r"Value: -?\d+\.\d|Best: Rollout \d+\.|Plan:( (Up|Down|Left|Right))+)$")
     for _, _, text in cases:
         think = parse_response(text).think
         for line in think.splitlines():
@@ -86,7 +86,7 @@ def test_exact_template_example():
     assert text == (
         "<think>Rollout 1: Right\nAfter Right:\n#####\n#_P√#\n#####\nValue: 10.0\n"
         "Rollout 2: Up Right\nAfter Up:\n#####\n#PXO#\n#####\nAfter Right:\n#####\n#_P√#\n#####\nValue: 9.9\n"
-        "Best: Rollout 1 with value 10.0.\nPlan: Right</think><answer>Right</answer>")
+        "Best: Rollout 1.\nPlan: Right</think><answer>Right</answer>")
 
 
 def test_best_rollout_ties_go_to_the_first():
@@ -121,8 +121,8 @@ def test_validator_rejects_a_worse_plan():
     grid = "#####\n#PXO#\n#####"
     tree = _tree(grid, b=2, d=2, policy=NoisySolverPolicy(0.0))
     text = TemplateAggregator().aggregate(grid, [], tree)
-    worse = text.replace("Best: Rollout 1 with value 10.0.\nPlan: Right</think><answer>Right",
-                         "Best: Rollout 2 with value 9.9.\nPlan: Up Right</think><answer>Up")
+    worse = text.replace("Best: Rollout 1.\nPlan: Right</think><answer>Right",
+                         "Best: Rollout 2.\nPlan: Up Right</think><answer>Up")
     with pytest.raises(AggregationRejected, match="higher value"):
         validate_resim_response(worse, tree)
 
