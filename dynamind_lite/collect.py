@@ -45,7 +45,7 @@ import os
 import random
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -405,7 +405,10 @@ def evaluate_resim(splits: dict[str, str | os.PathLike], config: ResimConfig, li
     Returns ``{"method": "RESIM", "config": {...}, "tokenizer": name,
     "splits": {split: summary}}`` where each summary has success_rate, ci95,
     num_levels, env_steps_per_decision, mean_response_tokens (see ``summarize``).
+    The agent acts on its answers here: ``config.explore`` (random moves while
+    collecting data) is set to 0.
     """
+    config = replace(config, explore=0.0)  # at inference the agent plays its answers
     results = {}
     for name, path in splits.items():
         levels = load_levels(path, canvas=canvas)[:limit]

@@ -190,27 +190,27 @@ def _tiny_base_path() -> str:
 
 _PRESETS = {
     # tiny: a from-scratch ~0.85M-parameter model on a 2-core CPU; every value
-    # below was measured (figures in the README and data/models/README.md):
-    # * board_canvas=8: every board is written in one 8x8 layout, so what the
-    #   model learns about copying and editing a grid on 6x6 boards holds on
-    #   8x8 ones. Without it, training on mixed sizes collapsed (ID 0.5%, Sim
-    #   Score 0.25); with it, Sim Score on ID rose to 0.83 at the same budget.
-    # * mix_train (two generator styles, 6x6-8x8, one or two boxes, 4-12 moves)
-    #   with resim_explore=0.1: off-path states and blocked moves in the data.
+    # below was measured (seed 0, figures in the README):
+    # * id_train (6x6, one box, reverse play): within Stage 1's 8-minute budget
+    #   this model cannot learn the multi-style mix_train. One epoch of RESIM
+    #   data on 1640 mix_train levels gave ID success 0.5% (Sim Score 0.25);
+    #   on the 8x8 canvas (board_canvas=8) 27.5% (Sim Score 0.83) after 1582
+    #   steps but 0% after 981; the 6x6 part of the mix, 2 epochs: 8.5%.
+    #   id_train, 2 epochs (2304 steps): 86.5%, Sim Score 0.79.
+    # * resim_explore=0.1: off-path states and blocked moves in the history.
     # * full fine-tuning: LoRA adapters on a 128-wide model train a small
     #   fraction of its weights and learn the grid dynamics far slower; all
     #   ~0.85M weights train at CPU speed anyway. LoRA/QLoRA is the same code
     #   (tests, small and full presets).
     # * d=1: each simulated state is one move from the prompt's current state,
-    #   so a response is ~200 tokens on the canvas; b=2 compares two first moves.
-    # * one epoch over the first num_resim_levels levels: what fits Stage 1's
-    #   8-minute budget on a 2-core CPU.
+    #   so a response is ~130 tokens; b=2 compares two first moves.
+    # * 1.5 epochs over 1800 levels: what fits Stage 1's 8-minute budget.
     # * react_eval_levels=40: the tiny base's REACT row needs few episodes.
     "tiny": dict(
         model_name_or_path=_tiny_base_path, device="cpu", dtype="float32", full_finetune=True,
-        sft_epochs=1.0, sft_learning_rate=2e-3, sft_warmup_ratio=0.03, sft_batch_size=8, sft_grad_accum=1,
+        sft_epochs=1.5, sft_learning_rate=2e-3, sft_warmup_ratio=0.03, sft_batch_size=8, sft_grad_accum=1,
         sft_max_seq_len=1024, sft_save_steps=500, max_new_tokens=320, eval_batch_size=200,
-        num_resim_levels=1000, b=2, d=1, board_canvas=8, react_eval_levels=40,
+        num_resim_levels=1800, resim_train_levels="id_train", b=2, d=1, react_eval_levels=40,
     ),
     # small: free Colab T4 (16 GB, fp16 only).
     "small": dict(

@@ -13,9 +13,9 @@ Algorithm, top to bottom:
    to a few million parameters, tied embeddings), seeded.
 2. ReAct-style play: a noisy solver (the optimal move with probability
    1 - epsilon, a random move otherwise; ``search.NoisySolverPolicy``) plays
-   training levels (``mix_train``: two generator styles, 6x6 to 8x8 boards, one
-   or two boxes, never an 8x8 board with two boxes, never the held-out
-   ``random_placement`` style, never a test level); each
+   training levels (by default 630 drawn from ``id_train``: 6x6 boards, one box,
+   never an 8x8 board with two boxes, never a test level; ``--levels mix_train
+   --canvas 8`` plays the multi-style mix on the fixed canvas instead); each
    decision becomes a chat example ``build_messages(s_t, history, h)`` +
    ``<think>one sentence</think><answer>a_t</answer>``, with h drawn in
    [1, --max-history] so prompts show several real (state, action, next state)
@@ -89,9 +89,9 @@ def play_examples(levels: list[dict], epsilon: float, max_history: int, seed: in
     return rows
 
 
-def build_tiny_base(out: str | Path, levels: str = "mix_train", num_levels: int = 1000, epsilon: float = 0.3,
+def build_tiny_base(out: str | Path, levels: str = "id_train", num_levels: int = 630, epsilon: float = 0.3,
                     max_history: int = 4, epochs: float = 1.0, learning_rate: float = 3e-3, batch_size: int = 16,
-                    seed: int = 0, canvas: int = 8, architecture: dict | None = None) -> Path:
+                    seed: int = 0, canvas: int = 0, architecture: dict | None = None) -> Path:
     """Steps 1-4 above; returns ``out``."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -141,10 +141,10 @@ def build_tiny_base(out: str | Path, levels: str = "mix_train", num_levels: int 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(tiny_base_dir()), help="output directory (save_pretrained)")
-    parser.add_argument("--levels", default="mix_train", help="level split played (data/sokoban/<levels>.jsonl)")
-    parser.add_argument("--num-levels", type=int, default=1000, help="levels played, drawn from --levels")
+    parser.add_argument("--levels", default="id_train", help="level split played (data/sokoban/<levels>.jsonl)")
+    parser.add_argument("--num-levels", type=int, default=630, help="levels played, drawn from --levels")
     parser.add_argument("--epsilon", type=float, default=0.3, help="random-move rate of the noisy solver")
-    parser.add_argument("--canvas", type=int, default=8, help="boards are played on this fixed canvas (0: as they are)")
+    parser.add_argument("--canvas", type=int, default=0, help="boards are played on this fixed canvas (0: as they are)")
     parser.add_argument("--max-history", type=int, default=4, help="h is drawn in [1, this] per example")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=3e-3)
