@@ -240,7 +240,8 @@ def make_sft_trainer(model_name_or_path: str | os.PathLike, dataset, output_dir:
         gradient_accumulation_steps=preset.sft_grad_accum,
         max_length=preset.sft_max_seq_len,
         assistant_only_loss=assistant_only_loss,
-        logging_steps=preset.sft_logging_steps,
+        # a run shorter than one logging interval still records its loss curve
+        logging_steps=min(preset.sft_logging_steps, preset.sft_max_steps if preset.sft_max_steps > 0 else 10 ** 9),
         save_strategy="steps",
         save_steps=preset.sft_save_steps,
         save_total_limit=2,
