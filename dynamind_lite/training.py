@@ -227,7 +227,7 @@ def make_sft_trainer(model_name_or_path: str | os.PathLike, dataset, output_dir:
 
     # ---- TRL SFTTrainer with assistant-only loss, eq. (1) ----------------- #
     fields = {f.name for f in dataclasses.fields(SFTConfig)}
-    # transformers >= 5.2 renamed gradient_checkpointing (TRL turns it on by default) to activation_checkpointing
+    # recent transformers renamed gradient_checkpointing (TRL turns it on by default) to activation_checkpointing
     checkpoint_arg = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
     args = SFTConfig(
         output_dir=str(output_dir),

@@ -36,9 +36,8 @@ from dynamind_lite.envs.sokoban import (
     MOVES,
     Board,
     Level,
-    _carve_room,
-    _reverse_play,
     render_level,
+    reverse_play_candidate,
     solution_length,
 )
 
@@ -65,19 +64,6 @@ def _level(height: int, width: int, floor: set[Cell], targets: Collection[Cell],
 # --------------------------------------------------------------------------- #
 # One candidate board per call (None: this draw gave no board)
 # --------------------------------------------------------------------------- #
-
-
-def reverse_play_candidate(rng: random.Random, height: int, width: int, num_boxes: int) -> str | None:
-    """A ``reverse_play`` board: carved room, reverse walk that pulls boxes (``sokoban.generate_level``)."""
-    floor = _carve_room(rng, height, width)
-    if len(floor) < num_boxes * 2 + 2:
-        return None
-    chosen = rng.sample(sorted(floor), num_boxes + 1)
-    targets = chosen[:num_boxes]
-    start = Level(Board(height, width, frozenset((r, c) for r in range(height) for c in range(width)
-                                                 if (r, c) not in floor), frozenset(targets)),
-                  frozenset(targets), chosen[-1])
-    return render_level(_reverse_play(rng, start, 100))
 
 
 def random_placement_candidate(rng: random.Random, height: int, width: int, num_boxes: int,

@@ -304,6 +304,21 @@ def _reverse_play(rng: random.Random, level: Level, num_moves: int) -> Level:
     return best
 
 
+def reverse_play_candidate(rng: random.Random, height: int, width: int, num_boxes: int,
+                           reverse_steps: int = 100) -> str | None:
+    """One reverse-play board drawn from ``rng`` (None when the carved room is too
+    small): carve a room, put the boxes on targets and the player on a free cell,
+    walk the player backwards pulling boxes. Not checked by the solver."""
+    floor = _carve_room(rng, height, width)
+    if len(floor) < num_boxes * 2 + 2:
+        return None
+    walls = frozenset((r, c) for r in range(height) for c in range(width) if (r, c) not in floor)
+    chosen = rng.sample(sorted(floor), num_boxes + 1)
+    targets = frozenset(chosen[:num_boxes])
+    start = Level(Board(height, width, walls, targets), targets, chosen[-1])
+    return render_level(_reverse_play(rng, start, reverse_steps))
+
+
 def generate_level(
     seed: int,
     size: tuple[int, int] | int = (6, 6),
@@ -329,16 +344,9 @@ def generate_level(
         raise ValueError(f"need 1 <= min_moves <= max_moves, got min_moves={min_moves}, max_moves={max_moves}")
     rng = random.Random(seed)
     for _ in range(max_tries):
-        floor = _carve_room(rng, height, width)
-        if len(floor) < num_boxes * 2 + 2:
+        grid = reverse_play_candidate(rng, height, width, num_boxes, reverse_steps)
+        if grid is None:
             continue
-        walls = frozenset((r, c) for r in range(height) for c in range(width) if (r, c) not in floor)
-        cells = sorted(floor)
-        chosen = rng.sample(cells, num_boxes + 1)
-        targets = frozenset(chosen[:num_boxes])
-        start = Level(Board(height, width, walls, targets), targets, chosen[-1])
-        level = _reverse_play(rng, start, reverse_steps)
-        grid = render_level(level)
         moves = solution_length(grid)
         if moves is not None and moves >= min_moves and (max_moves is None or moves <= max_moves):
             return grid
