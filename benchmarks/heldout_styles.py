@@ -3,16 +3,15 @@
     python benchmarks/heldout_styles.py --models runs/demo/distill
     python benchmarks/heldout_styles.py --models runs/seed0/distill runs/seed1/distill runs/seed2/distill --out runs/heldout.json
 
-The tiny preset trains on ``mix_train`` (styles ``reverse_play`` and
-``room_carving``; see ``data/sokoban/README.md``). This script plays, with the
-evaluate command's code (greedy, step budget 30), the shipped test sets:
+This script plays, with the evaluate command's code (greedy, step budget 30),
+the shipped test sets (``data/sokoban/README.md`` says how each was made):
 
-| split | style | boards | in training? |
-|---|---|---|---|
-| ``id_test`` | reverse_play | 6x6, 1 box | the style and size, not the levels |
-| ``style_test_room_carving`` | room_carving | 6x6, 1 box | the style and size, not the levels |
-| ``style_test_random_placement`` | random_placement | 6x6, 1 box | **never**: the held-out style |
-| ``ood_test`` | reverse_play | 8x8, 2 boxes | **never**: no training board is 8x8 with 2 boxes |
+| split | style | boards | in the tiny preset's training (``id_train``) | in ``mix_train`` (small, full) |
+|---|---|---|---|---|
+| ``id_test`` | reverse_play | 6x6, 1 box | the style and size, not the levels | the style and size |
+| ``style_test_room_carving`` | room_carving | 6x6, 1 box | **no**: another generator | the style and size |
+| ``style_test_random_placement`` | random_placement | 6x6, 1 box | **no** | **no**: the held-out style |
+| ``ood_test`` | reverse_play | 8x8, 2 boxes | **no**: no 8x8 board at all | **no** 8x8 board with 2 boxes |
 
 and prints, per split, success (mean over the given models, i.e. seeds, with the
 min-max spread), Sim Score, cell accuracy and invalid-action rate, then success
@@ -30,10 +29,10 @@ from collections import defaultdict
 from pathlib import Path
 
 SPLITS = {
-    "id_test": "reverse_play 6x6/1 (train style)",
-    "style_test_room_carving": "room_carving 6x6/1 (train style)",
-    "style_test_random_placement": "random_placement 6x6/1 (HELD OUT)",
-    "ood_test": "reverse_play 8x8/2 (OOD, never trained)",
+    "id_test": "reverse_play 6x6/1 (ID)",
+    "style_test_room_carving": "room_carving 6x6/1",
+    "style_test_random_placement": "random_placement 6x6/1 (held out from every preset)",
+    "ood_test": "reverse_play 8x8/2 (OOD)",
 }
 
 
