@@ -39,6 +39,7 @@ from dynamind_lite.envs.sokoban import (
     render_level,
     reverse_play_candidate,
     solution_length,
+    solve,
 )
 
 STYLES = ("reverse_play", "random_placement", "room_carving")
@@ -183,8 +184,6 @@ def level_set(style: str, count: int, *, size: tuple[int, int] = (6, 6), num_box
     lengths = list(lengths)
     if count < 1 or not lengths:
         raise ValueError(f"need count >= 1 and at least one length, got count={count}, lengths={lengths}")
-    from dynamind_lite.envs.sokoban import solve
-
     quota = {length: 0 for length in lengths}
     for i in range(count):
         quota[lengths[i % len(lengths)]] += 1
