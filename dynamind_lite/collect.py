@@ -53,8 +53,8 @@ from dynamind_lite.envs.sokoban import SokobanEnv, load_levels
 from dynamind_lite.io import write_jsonl_atomic
 from dynamind_lite.metrics import wilson_ci95
 from dynamind_lite.progress import Progress
-from dynamind_lite.prompts import build_messages
-from dynamind_lite.resim import AggregationRejected, Aggregator, TemplateAggregator
+from dynamind_lite.prompts import build_messages, build_refine_messages
+from dynamind_lite.resim import AggregationRejected, Aggregator, TemplateAggregator, draft_response
 from dynamind_lite.response import ACTIONS, parse_answer
 from dynamind_lite.search import (
     ExactValue,
@@ -88,6 +88,10 @@ class ResimConfig:
     explore: float = field(default=0.0, metadata={
         "help": "Probability that the agent plays a random move instead of its answer, in [0, 1): the "
                 "episode then visits off-path states and blocked moves, as a learning policy does."})
+    refine: float = field(default=0.0, metadata={
+        "help": "Fraction of decisions that also make a refine SFT example, in [0, 1]: the SimRollout prompt "
+                "s^refine (a flawed draft response + the real states of its plan, resim.draft_response) with "
+                "a^ReSim as the target, so that a small policy learns to read refine prompts (Stage 2)."})
     aggregator: str = field(default="template", metadata={"help": f"Aggregator: one of {AGGREGATORS}."})
     base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible server for llm parts."})
     model: str | None = field(default=None, metadata={"help": "Model name on that server."})
@@ -109,6 +113,8 @@ class ResimConfig:
             raise ValueError(f"epsilon must be a probability in [0, 1], got {self.epsilon!r}")
         if not isinstance(self.explore, (int, float)) or not 0.0 <= self.explore < 1.0:
             raise ValueError(f"explore must be a probability in [0, 1), got {self.explore!r}")
+        if not isinstance(self.refine, (int, float)) or not 0.0 <= self.refine <= 1.0:
+            raise ValueError(f"refine must be a fraction in [0, 1], got {self.refine!r}")
         for name, choices in (("value", VALUE_FUNCTIONS), ("policy", POLICIES), ("aggregator", AGGREGATORS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
@@ -123,7 +129,8 @@ class ResimConfig:
         """The RESIM settings of a ``dynamind_lite.config.Preset``; ``overrides``
         (ResimConfig field names) win, ``None`` values are ignored."""
         settings = dict(b=preset.b, d=preset.d, value=preset.value_fn, policy=preset.rollout_policy,
-                        epsilon=preset.rollout_epsilon, explore=preset.resim_explore, aggregator=preset.aggregator,
+                        epsilon=preset.rollout_epsilon, explore=preset.resim_explore, refine=preset.resim_refine,
+                        aggregator=preset.aggregator,
                         history_len=preset.history_len, max_steps=preset.max_steps)
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**settings)
@@ -185,7 +192,9 @@ class ResimStep:
     observation: s_t; response: a^ReSim_t; action: a_t, the move played (its
     answer, or a random move when ``explored``); reward: r_t; env_steps:
     transitions spent on the search tree (search cost); tree_nodes: nodes of
-    that tree (root included); explored: a_t was a random move, not the answer.
+    that tree (root included); explored: a_t was a random move, not the answer;
+    draft: ``(draft response, real futures of its plan)`` from
+    ``resim.draft_response`` when this decision also makes a refine example, else None.
     """
 
     observation: str
@@ -195,6 +204,7 @@ class ResimStep:
     env_steps: int
     tree_nodes: int
     explored: bool = False
+    draft: tuple[str, list[tuple[str, str]]] | None = None
 
 
 @dataclass
@@ -216,10 +226,18 @@ class ResimEpisode:
         return [(s.observation, s.action) for s in self.steps[:t]]
 
     def sft_examples(self, history_len: int) -> list[dict[str, list[dict[str, str]]]]:
-        """One chat example ``{"messages": [system, user, assistant]}`` per step."""
-        return [{"messages": build_messages(step.observation, self.history(t), history_len)
-                 + [{"role": "assistant", "content": step.response}]}
-                for t, step in enumerate(self.steps)]
+        """One chat example ``{"messages": [system, user, assistant]}`` per step, and
+        after it a refine example (prompt s^refine, ``prompts.build_refine_messages``)
+        for each step with a draft; both have a^ReSim_t as the target."""
+        rows = []
+        for t, step in enumerate(self.steps):
+            answer = [{"role": "assistant", "content": step.response}]
+            rows.append({"messages": build_messages(step.observation, self.history(t), history_len) + answer})
+            if step.draft is not None:
+                draft, futures = step.draft
+                rows.append({"messages": build_refine_messages(step.observation, self.history(t), history_len,
+                                                               draft, futures) + answer})
+        return rows
 
 
 # =========================================================================== #
@@ -261,13 +279,14 @@ def run_resim_episode(level: dict, config: ResimConfig, policy: RolloutPolicy | 
             raise ValueError(f"aggregator {aggregator!r} returned a response without a valid answer: {response!r}")
         if on_tree is not None:
             on_tree(len(episode.steps), tree, response)
+        draft = draft_response(tree, rng) if config.refine > 0 and rng.random() < config.refine else None
         explored = config.explore > 0 and rng.random() < config.explore  # off-path: a random move, not a_t
         if explored:
             action = rng.choice(ACTIONS)
         next_observation, reward, terminated, truncated, info = env.step(action)
         episode.steps.append(ResimStep(observation=observation, response=response, action=action,
                                        reward=float(reward), env_steps=tree.env_steps, tree_nodes=tree.num_nodes(),
-                                       explored=explored))
+                                       explored=explored, draft=draft))
         observation, done = next_observation, terminated or truncated
         episode.success = bool(info.get("success"))
     return episode
@@ -408,7 +427,7 @@ def evaluate_resim(splits: dict[str, str | os.PathLike], config: ResimConfig, li
     The agent acts on its answers here: ``config.explore`` (random moves while
     collecting data) is set to 0.
     """
-    config = replace(config, explore=0.0)  # at inference the agent plays its answers
+    config = replace(config, explore=0.0, refine=0.0)  # at inference the agent plays its answers
     results = {}
     for name, path in splits.items():
         levels = load_levels(path, canvas=canvas)[:limit]
@@ -439,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--policy", choices=POLICIES, default=defaults.policy, help=helps["policy"])
     parser.add_argument("--epsilon", type=float, default=defaults.epsilon, help=helps["epsilon"])
     parser.add_argument("--explore", type=float, default=defaults.explore, help=helps["explore"])
+    parser.add_argument("--refine", type=float, default=defaults.refine, help=helps["refine"])
     parser.add_argument("--aggregator", choices=AGGREGATORS, default=defaults.aggregator, help=helps["aggregator"])
     parser.add_argument("--base-url", default=None, help=helps["base_url"])
     parser.add_argument("--model", default=None, help=helps["model"])
@@ -462,7 +482,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:  # validate everything before any search runs
         config = ResimConfig(b=args.b, d=args.d, value=args.value, policy=args.policy, epsilon=args.epsilon,
-                             explore=args.explore, aggregator=args.aggregator, base_url=args.base_url, model=args.model,
+                             explore=args.explore, refine=args.refine, aggregator=args.aggregator, base_url=args.base_url, model=args.model,
                              api_key_env=args.api_key_env, history_len=args.history_len,
                              max_steps=args.max_steps, seed=args.seed)
         if args.limit is not None and args.limit < 1:

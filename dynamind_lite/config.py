@@ -120,12 +120,47 @@ class Preset:
     resim_explore: float = 0.1
     """Probability that the RESIM agent plays a random move instead of its answer while it collects
     SFT data, in [0, 1): the data then shows off-path states and blocked moves in the history."""
+    resim_refine: float = 0.0
+    """Fraction of RESIM decisions that also make a refine SFT example (``collect.ResimConfig.refine``), in
+    [0, 1]: a policy that never saw a SimRollout refine prompt cannot read one (Stage 2)."""
     resim_train_levels: str = "mix_train"
     """Level split of ``data/sokoban/`` the RESIM agent plays for SFT data (its first ``num_resim_levels``)."""
     value_fn: str = "exact"
     """V_nu scoring a rollout's leaf: ``exact`` (solver distance), ``heuristic``, ``llm``."""
     aggregator: str = "template"
     """Tree -> a^ReSim: ``template`` (deterministic, offline) or ``llm`` (the paper's way)."""
+
+    # ---- Stage 2: GRPO and Dyna-GRPO (paper Sec. 3.2) --------------------- #
+    rl_iterations: int = 12
+    """RL iterations (each: rollouts on ``rl_tasks`` tasks, then one update of mu optimiser steps)."""
+    rl_tasks: int = 8
+    """Tasks (levels) per iteration; each is played G times."""
+    rl_group_size: int = 8
+    """G: episodes per task (Dyna-GRPO's simulation phase: G/2 SimRollout + G/2 standard); even, >= 2."""
+    rl_train_levels: str = "id_train"
+    """Level split the RL tasks are drawn from (never a test or held-out split)."""
+    rl_train_offset: int = 0
+    """RL tasks come from levels[rl_train_offset:] of ``rl_train_levels`` (skip the SFT levels if wanted)."""
+    rl_max_steps: int = 20
+    """Step budget of an RL episode."""
+    rl_temperature: float = 1.0
+    """Sampling temperature of RL rollouts, > 0."""
+    rl_learning_rate: float = 1e-6
+    """AdamW learning rate of the policy update (paper's peers: 1e-6 for 7B)."""
+    rl_beta: float = 0.001
+    """beta, the KL(pi_theta || pi_ref) coefficient, >= 0."""
+    rl_clip_epsilon: float = 0.2
+    """epsilon, the clip range of the importance ratio, in (0, 1)."""
+    rl_mu: int = 1
+    """mu, optimiser steps per batch of rollouts (>1 makes the ratio and the clip matter)."""
+    rl_micro_batch_size: int = 8
+    """Samples per forward/backward pass (gradient accumulation over the batch)."""
+    rl_checkpoint_every: int = 5
+    """Save a resumable checkpoint every this many iterations (and at the end)."""
+    dyna_sim_iterations: int = 1
+    """Dyna-GRPO schedule: simulation-improvement iterations per cycle."""
+    dyna_policy_iterations: int = 1
+    """Dyna-GRPO schedule: policy-improvement iterations per cycle (the cycle repeats)."""
 
     def __post_init__(self):
         _validate(self)
@@ -177,7 +212,21 @@ def _validate(preset: Preset) -> None:
     check("rollout_policy", preset.rollout_policy in ROLLOUT_POLICIES, f"must be one of {ROLLOUT_POLICIES}")
     check("rollout_epsilon", 0.0 <= preset.rollout_epsilon <= 1.0, "must be in [0, 1]")
     check("resim_explore", 0.0 <= preset.resim_explore < 1.0, "must be in [0, 1)")
+    check("resim_refine", 0.0 <= preset.resim_refine <= 1.0, "must be in [0, 1]")
     check("resim_train_levels", bool(preset.resim_train_levels), "must name a level split or file")
+    for name in ("rl_iterations", "rl_tasks", "rl_max_steps", "rl_mu", "rl_micro_batch_size", "rl_checkpoint_every"):
+        check(name, getattr(preset, name) >= 1, "must be >= 1")
+    check("rl_group_size", preset.rl_group_size >= 2 and preset.rl_group_size % 2 == 0, "must be even and >= 2")
+    check("rl_train_levels", bool(preset.rl_train_levels), "must name a level split or file")
+    check("rl_train_offset", preset.rl_train_offset >= 0, "must be >= 0")
+    check("rl_temperature", 0.0 < preset.rl_temperature <= 2.0, "must be in (0, 2]")
+    check("rl_learning_rate", preset.rl_learning_rate > 0, "must be > 0")
+    check("rl_beta", preset.rl_beta >= 0, "must be >= 0")
+    check("rl_clip_epsilon", 0.0 < preset.rl_clip_epsilon < 1.0, "must be in (0, 1)")
+    check("dyna_sim_iterations", preset.dyna_sim_iterations >= 0, "must be >= 0")
+    check("dyna_policy_iterations", preset.dyna_policy_iterations >= 0, "must be >= 0")
+    check("dyna_policy_iterations", preset.dyna_sim_iterations + preset.dyna_policy_iterations >= 1,
+          "and dyna_sim_iterations must not both be 0")
     check("value_fn", preset.value_fn in VALUE_FUNCTIONS, f"must be one of {VALUE_FUNCTIONS}")
     check("aggregator", preset.aggregator in AGGREGATORS, f"must be one of {AGGREGATORS}")
 
@@ -210,7 +259,7 @@ _PRESETS = {
         model_name_or_path=_tiny_base_path, device="cpu", dtype="float32", full_finetune=True,
         sft_epochs=1.5, sft_learning_rate=2e-3, sft_warmup_ratio=0.03, sft_batch_size=8, sft_grad_accum=1,
         sft_max_seq_len=1024, sft_save_steps=500, max_new_tokens=320, eval_batch_size=200,
-        num_resim_levels=1800, resim_train_levels="id_train", b=2, d=1, react_eval_levels=40,
+        num_resim_levels=1800, resim_train_levels="id_train", resim_refine=0.2, b=2, d=1, react_eval_levels=40,
     ),
     # small: free Colab T4 (16 GB, fp16 only).
     "small": dict(

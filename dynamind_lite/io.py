@@ -11,7 +11,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +52,15 @@ def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     return write_text_atomic(path, jsonl_text(rows))
 
 
-def save_pretrained_atomic(model: Any, tokenizer: Any, target: str | os.PathLike) -> Path:
-    """``save_pretrained`` of a model and its tokenizer into a temporary sibling
-    folder, then swapped in for ``target`` (an old ``target`` is replaced whole)."""
+def save_directory_atomic(target: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Call ``write(folder)`` on a temporary sibling folder of ``target``, then swap it
+    in for ``target`` (an old ``target`` is replaced whole); on an error nothing changes."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; give the usual umask-based mode
     try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        write(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -74,3 +73,10 @@ def save_pretrained_atomic(model: Any, tokenizer: Any, target: str | os.PathLike
     else:
         os.replace(tmp, target)
     return target
+
+
+def save_pretrained_atomic(model: Any, tokenizer: Any, target: str | os.PathLike) -> Path:
+    """``save_pretrained`` of a model and its tokenizer into a temporary sibling
+    folder, then swapped in for ``target`` (an old ``target`` is replaced whole)."""
+    return save_directory_atomic(target, lambda folder: (model.save_pretrained(folder),
+                                                         tokenizer.save_pretrained(folder)))

@@ -48,3 +48,51 @@ def build_messages(
         {"role": "system", "content": system_prompt},
         {"role": "user", "content": "\n".join(parts)},
     ]
+
+
+REFINE_INSTRUCTION = "Refine your response with the real states above."
+"""The last line of a SimRollout refine prompt (``build_refine_messages``)."""
+
+
+def build_refine_messages(
+    observation: str,
+    history: Sequence[tuple[str, str]],
+    history_len: int,
+    response: str,
+    futures: Sequence[tuple[str, str]],
+    system_prompt: str = SYSTEM_PROMPT,
+) -> list[dict[str, str]]:
+    """s_t^refine = s_t + a + [a^_1, s'_{t+1}, a^_2, s'_{t+2}, ...] (paper Sec. 3.2, SimRollout).
+
+    Introduced in ``notebooks/05_simrollout.ipynb``. The refine prompt is the
+    ordinary prompt of ``build_messages`` (same system message, same history
+    window, same current state) followed by the policy's first response ``a``
+    and the real future states of its plan, written in the a^ReSim grammar the
+    policy already speaks (``After ACTION:`` + the grid)::
+
+        Previous state: ... Action: ...        (the last h steps, as usual)
+        Current state:
+        <s_t>
+        Your response:
+        <a>
+        Real states of your plan:
+        After Up:
+        <s'_{t+1}>
+        After Left:
+        <s'_{t+2}>
+        Refine your response with the real states above.
+
+    Args:
+        observation, history, history_len: as in ``build_messages``.
+        response: a, the first response sampled at s_t (text as generated).
+        futures: ``(a^_k, s'_{t+k})`` pairs from ``simrollout.execute_plan``, k = 1..d.
+    """
+    if not futures:
+        raise ValueError("a refine prompt needs at least one real future state (the plan was empty)")
+    messages = build_messages(observation, history, history_len, system_prompt)
+    parts = [messages[1]["content"], f"Your response:\n{response.strip()}", "Real states of your plan:"]
+    for action, state in futures:
+        parts.append(f"After {action}:\n{state.strip()}")
+    parts.append(REFINE_INSTRUCTION)
+    messages[1]["content"] = "\n".join(parts)
+    return messages

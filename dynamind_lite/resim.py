@@ -33,7 +33,9 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from dynamind_lite.envs.sokoban import step_grid
 from dynamind_lite.response import (
+    ACTIONS,
     format_response,
     format_rollout,
     format_value,
@@ -168,3 +170,45 @@ def validate_resim_response(text: str, tree: SearchTree) -> None:
                                   f"Rollout {chosen + 1}")
     if parsed.answer != plan[0]:
         raise AggregationRejected(f"answer {parsed.answer} is not the plan's first action {plan[0]}")
+
+
+def draft_response(tree: SearchTree, rng, wrong_state_prob: float = 0.5) -> tuple[str, list[tuple[str, str]]]:
+    """A flawed first response for one tree, and the real futures of its plan: the
+    input half of a refine SFT example (``collect.ResimConfig.refine``).
+
+    Introduced in ``notebooks/05_simrollout.ipynb``. The draft has the a^ReSim
+    grammar but makes the mistakes a young policy makes: each simulated state is,
+    with probability ``wrong_state_prob``, replaced by a wrong one (the state a
+    different move would reach, or the previous state unchanged), and the chosen
+    rollout is drawn at random instead of by value. Its futures are the chosen
+    rollout's real states, exactly what ``simrollout.execute_plan`` returns for
+    that plan. Paired with the true a^ReSim as the target, the example teaches the
+    format of s^refine: a response, then what really happens, then the fix.
+
+    Args:
+        tree: the search tree of s_t (``search.build_tree``), at least one rollout.
+        rng: a ``random.Random``; the draft is a function of its state.
+        wrong_state_prob: chance that each simulated state is wrong, in [0, 1].
+
+    Returns:
+        ``(draft_text, [(a^_k, s'_{t+k}), ...])``.
+    """
+    rollouts = tree.rollouts()
+    if not rollouts:
+        raise AggregationRejected("the search tree has no rollouts to draft from")
+    blocks = []
+    for i, rollout in enumerate(rollouts, 1):
+        states, previous = [], tree.root.observation
+        for action, real in zip(rollout.actions, rollout.states):
+            written = real
+            if rng.random() < wrong_state_prob:
+                wrong = step_grid(previous, rng.choice([a for a in ACTIONS if a != action]))
+                written = wrong if wrong != real else previous  # the move is "forgotten" instead
+            states.append(written)
+            previous = real
+        blocks.append(format_rollout(i, rollout.actions, states, rollout.value))
+    chosen = rng.randrange(len(rollouts))
+    blocks.append(f"Best: Rollout {chosen + 1}.")
+    blocks.append(f"Plan: {' '.join(rollouts[chosen].actions)}")
+    draft = format_response("\n".join(blocks), rollouts[chosen].actions[0])
+    return draft, list(zip(rollouts[chosen].actions, rollouts[chosen].states))

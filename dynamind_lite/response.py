@@ -148,15 +148,23 @@ def parse_rollouts(text: str) -> list[SimulatedRollout]:
     return rollouts
 
 
-def parse_plan(text: str) -> list[str] | None:
-    """The chosen plan (the last ``Plan:`` line), or ``None`` when absent or when
-    it contains a word that is not an action. SimRollout executes this plan."""
+def parse_plan_words(text: str) -> list[str | None] | None:
+    """The words of the chosen plan (the last ``Plan:`` line) as canonical actions,
+    ``None`` for a word that is not an action; ``None`` when there is no ``Plan:``
+    line. Never raises. SimRollout reads plans with it (``simrollout.extract_plan``)."""
     if not isinstance(text, str):
         return None
     plan = None
     for line in text.replace("</think>", "\n").splitlines():
         if m := _PLAN_RE.match(line.strip()):
             plan = _actions_from_words(m.group(1))
+    return plan
+
+
+def parse_plan(text: str) -> list[str] | None:
+    """The chosen plan (the last ``Plan:`` line), or ``None`` when absent, empty, or
+    when it contains a word that is not an action."""
+    plan = parse_plan_words(text)
     if not plan or any(a is None for a in plan):
         return None
     return plan  # type: ignore[return-value]

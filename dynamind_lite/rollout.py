@@ -30,6 +30,12 @@ Where we depart from the paper (which does not describe its loop) and why:
   level). Greedy decoding makes the records a function of the inputs alone; with
   sampling, round k uses seed ``seed + k``, so the same seed and batch size give
   the same records.
+- SimRollout episodes (``simrollout=``, paper Sec. 3.2, ``notebooks/05_simrollout.ipynb``)
+  run in the same loop: after the first responses of a round, each SimRollout
+  episode executes its plan from a snapshot (``simrollout.execute_plan``), and
+  all refine prompts are answered in one more ``generate`` call, sampled with
+  seed ``seed + REFINE_SEED_OFFSET + k`` in round k. The refined response is
+  the one played; the first one is kept on ``StepRecord.refinement``.
 - Under greedy decoding an episode whose prompt is the same as at its previous
   step (a blocked move repeated, so the state and the history window did not
   change) reuses that step's response instead of generating it again: the
@@ -47,8 +53,9 @@ from typing import Any
 from dynamind_lite.envs.sokoban import SokobanEnv, parse_level
 from dynamind_lite.generation import Generation, GenerationConfig, Generator
 from dynamind_lite.progress import Progress
-from dynamind_lite.prompts import build_messages
+from dynamind_lite.prompts import build_messages, build_refine_messages
 from dynamind_lite.response import parse_answer
+from dynamind_lite.simrollout import MAX_PLAN_DEPTH, Refinement, execute_plan, extract_plan
 
 INVALID_HISTORY_ACTION = "(invalid)"
 """How an invalid step is written in the history part of later prompts."""
@@ -58,6 +65,10 @@ INVALID_ENV_ACTION = "<invalid>"
 action, so the env plays it as an invalid no-op and counts it. (Passing the raw
 response could be read as a move: a bare ``"Up"`` without tags is malformed for
 the policy but a valid action name for the env.)"""
+
+REFINE_SEED_OFFSET = 100_000
+"""SimRollout's refine generations of round k are sampled with seed ``seed + REFINE_SEED_OFFSET + k``,
+a stream apart from the first responses' ``seed + k``."""
 
 
 # --------------------------------------------------------------------------- #
@@ -81,6 +92,10 @@ class StepRecord:
     reward: r_t in {-0.1, 0.0, 10.0}.
     next_observation: s_{t+1}, the real state after the step.
     terminated, truncated: the env's episode-end flags after this step.
+    refinement: what SimRollout did at this step (``simrollout.Refinement``), None
+        in a standard episode. When it refined, ``response`` is the refined
+        response a^refine (the one played) and ``messages`` still the original
+        prompt s_t: the pair is a sample of tau' (paper Sec. 3.2).
     """
 
     t: int
@@ -95,6 +110,7 @@ class StepRecord:
     next_observation: str
     terminated: bool
     truncated: bool
+    refinement: Refinement | None = None
 
     @property
     def invalid(self) -> bool:
@@ -131,7 +147,9 @@ class EpisodeRecord:
 
     @property
     def num_generated_tokens(self) -> int:
-        return sum(step.num_tokens for step in self.steps)
+        """Tokens generated over the episode, SimRollout's first responses included."""
+        return sum(step.num_tokens + (step.refinement.first_num_tokens if step.refinement and
+                                      step.refinement.refined else 0) for step in self.steps)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (``json.dumps`` works on it)."""
@@ -190,6 +208,8 @@ def run_episodes(
     batch_size: int = 16,
     seed: int = 0,
     progress: bool = False,
+    simrollout: bool | Sequence[bool] = False,
+    max_plan_depth: int = MAX_PLAN_DEPTH,
 ) -> list[EpisodeRecord]:
     """Play every level once with ``generator`` as the policy.
 
@@ -204,6 +224,8 @@ def run_episodes(
         batch_size: episodes in flight at once (one ``generate`` call each round), >= 1.
         seed: round k of the loop generates with seed ``seed + k``.
         progress: show a bar of finished episodes (batch mode prints lines anyway, ``progress.Progress``).
+        simrollout: play SimRollout episodes: True for all, or one flag per level.
+        max_plan_depth: SimRollout's cap on d, the executed plan length (paper: 5).
 
     Returns:
         One EpisodeRecord per level, in the order of ``levels``.
@@ -216,6 +238,11 @@ def run_episodes(
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     config = GenerationConfig() if generation_config is None else generation_config
     parsed = [_level_grid_and_id(level, i) for i, level in enumerate(levels)]
+    refine_flags = [bool(simrollout)] * len(parsed) if isinstance(simrollout, bool) else list(simrollout)
+    if len(refine_flags) != len(parsed):
+        raise ValueError(f"simrollout has {len(refine_flags)} flags for {len(parsed)} levels")
+    if not isinstance(max_plan_depth, int) or max_plan_depth < 1:
+        raise ValueError(f"max_plan_depth must be an integer >= 1, got {max_plan_depth!r}")
 
     records: list[EpisodeRecord | None] = [None] * len(parsed)
     waiting = list(range(len(parsed)))[::-1]  # pop() hands out levels in order
@@ -246,10 +273,29 @@ def run_episodes(
         generations = [reused.get(i) for i in range(len(running))]
         for i, generation in zip(fresh, new):
             generations[i] = generation
+        firsts = list(generations)  # what greedy reuse keys on: the response to the prompt itself
+
+        # ---- SimRollout episodes: run the plan for real, then refine -------- #
+        refinements: dict[int, Refinement] = {}
+        for i, ((index, ep), generation) in enumerate(zip(running, generations)):
+            if refine_flags[index]:
+                plan = extract_plan(generation.text, max_plan_depth)
+                futures = execute_plan(ep.env, plan.actions) if plan.actions else []  # s'_{t+1..t+d}
+                messages = build_refine_messages(ep.observation, ep.history, history_len, generation.text,
+                                                 futures) if futures else None  # s_t^refine
+                refinements[i] = Refinement(generation.text, int(generation.num_tokens), plan, futures, messages)
+        to_refine = [i for i, refinement in refinements.items() if refinement.refined]
+        if to_refine:
+            refine_config = dataclasses.replace(config, seed=seed + REFINE_SEED_OFFSET + round_index)
+            refined = generator.generate([refinements[i].messages for i in to_refine], refine_config)
+            if len(refined) != len(to_refine):
+                raise RuntimeError(f"generator returned {len(refined)} generations for {len(to_refine)} prompts")
+            for i, generation in zip(to_refine, refined):
+                generations[i] = generation  # a^refine is the response played
 
         # ---- act in every env; record the real transition ------------------- #
         still_running = []
-        for (index, ep), messages, generation in zip(running, prompts, generations):
+        for i, ((index, ep), messages, generation) in enumerate(zip(running, prompts, generations)):
             action = response_action(generation)
             next_observation, reward, terminated, truncated, info = ep.env.step(
                 INVALID_ENV_ACTION if action is None else action)
@@ -258,8 +304,8 @@ def run_episodes(
                 response=generation.text, num_tokens=int(generation.num_tokens),
                 prompt_tokens=generation.prompt_tokens, finish_reason=generation.finish_reason,
                 action=action, reward=float(reward), next_observation=next_observation,
-                terminated=bool(terminated), truncated=bool(truncated)))
-            ep.last = (messages, generation)
+                terminated=bool(terminated), truncated=bool(truncated), refinement=refinements.get(i)))
+            ep.last = (messages, firsts[i])
             ep.history.append((ep.observation, INVALID_HISTORY_ACTION if action is None else action))
             ep.observation = next_observation
             if terminated or truncated:
