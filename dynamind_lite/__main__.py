@@ -13,7 +13,7 @@ COMMANDS = {
     "resim": ("dynamind_lite.collect", "run the RESIM agent over a level file and write SFT data"),
     "evaluate": ("dynamind_lite.evaluate", "play a level file with a model and write metrics JSON"),
     "rl": ("dynamind_lite.dyna_grpo", "GRPO or Dyna-GRPO from a distilled policy (Stage 2)"),
-    "pipeline": ("dynamind_lite.pipeline", "run notebooks 01-04 end to end with papermill"),
+    "pipeline": ("dynamind_lite.pipeline", "run notebooks 01-06 end to end with papermill"),
 }
 
 

@@ -264,6 +264,8 @@ def train_rl(method: str, init: str | os.PathLike, out: str | os.PathLike, prese
 
     # ---- pi_theta (trainable), pi_ref (frozen start), optimiser ----------- #
     device = None if preset.device == "auto" else preset.device
+    if accelerator is not None:
+        device = str(accelerator.device)
     torch.manual_seed(seed)
     model, tokenizer = load_policy(init, lora=lora_settings(preset), load_in_4bit=preset.load_in_4bit,
                                    dtype=preset.dtype, device=device)
@@ -274,9 +276,6 @@ def train_rl(method: str, init: str | os.PathLike, out: str | os.PathLike, prese
                                   weight_decay=0.0)
     done = load_checkpoint(out, model, optimizer)
     metrics = _read_metrics(out / METRICS_FILE, done)
-    train_model = model
-    if accelerator is not None:
-        train_model, optimizer = accelerator.prepare(model, optimizer)
     generator = make_generator("hf", model=model, tokenizer=tokenizer, batch_size=preset.eval_batch_size)
 
     bar = Progress(total, f"RL {method}", unit="iteration", bar=progress and rank == 0)
@@ -319,7 +318,7 @@ def train_rl(method: str, init: str | os.PathLike, out: str | os.PathLike, prese
 
         # ---- policy update: mu steps of the GRPO loss --------------------- #
         started_update = time.perf_counter()
-        stats = policy_update(train_model, optimizer, tokenizer, samples, epsilon=preset.rl_clip_epsilon,
+        stats = policy_update(model, optimizer, tokenizer, samples, epsilon=preset.rl_clip_epsilon,
                               beta=preset.rl_beta, mu=preset.rl_mu, micro_batch_size=preset.rl_micro_batch_size,
                               ref_model=ref_model, accelerator=accelerator)
         update_seconds = time.perf_counter() - started_update

@@ -54,11 +54,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dynamind_lite.envs.sokoban import load_levels, simulate_actions
+from dynamind_lite.envs.sokoban import is_solved, load_levels, simulate_actions, solution_length, step_grid
 from dynamind_lite.generation import GenerationConfig, Generator, make_generator
 from dynamind_lite.io import write_json_atomic
 from dynamind_lite.metrics import wilson_ci95
-from dynamind_lite.response import parse_rollouts
+from dynamind_lite.response import parse_answer, parse_rollouts
 from dynamind_lite.rollout import EpisodeRecord, run_episodes
 
 if TYPE_CHECKING:
@@ -152,6 +152,61 @@ def sim_score_summary(records: Iterable[EpisodeRecord]) -> dict[str, float | int
         "sim_step_fraction": simulating_steps / num_steps if num_steps else 0.0,
         "num_simulated_states": num_states,
     }
+
+
+def step_is_optimal(observation: str, action: str | None) -> bool:
+    """True when ``action`` starts an optimal solution from ``observation`` (the solver's
+    distance drops by one, or the move solves the level); False for an invalid step."""
+    if action is None:
+        return False
+    remaining = solution_length(observation)
+    after = step_grid(observation, action)
+    return remaining is not None and (is_solved(after) or solution_length(after) == remaining - 1)
+
+
+def _all_exact(response: str, observation: str) -> bool | None:
+    states = compare_simulated_states(response, observation)
+    return None if not states else all(s.exact for s in states)
+
+
+def refinement_effects(records: Iterable[EpisodeRecord]) -> dict[str, Any]:
+    """What SimRollout's refinement changed, over every refined step of ``records``
+    (``notebooks/05_simrollout.ipynb``).
+
+    A simulation is *right* when every state the response simulates is exact; an
+    action is *right* when it starts an optimal solution (``step_is_optimal``).
+    Returns counts (``refined_steps``, ``plan_statuses``) and, for ``sim`` and
+    ``action``: ``wrong_first`` (the first response was wrong), ``corrected``
+    (wrong -> right), ``broken`` (right -> wrong) and their rates."""
+    from collections import Counter
+
+    statuses: Counter = Counter()
+    counts = {key: Counter(wrong_first=0, corrected=0, broken=0) for key in ("sim", "action")}
+    refined = 0
+    for record in records:
+        for step in record.steps:
+            refinement = step.refinement
+            if refinement is None:
+                continue
+            statuses[refinement.plan.status] += 1
+            if not refinement.refined:
+                continue
+            refined += 1
+            pairs = {"sim": (_all_exact(refinement.first_response, step.observation),
+                             _all_exact(step.response, step.observation)),
+                     "action": (step_is_optimal(step.observation, parse_answer(refinement.first_response)),
+                                step_is_optimal(step.observation, step.action))}
+            for key, (first, then) in pairs.items():
+                first, then = bool(first), bool(then)
+                counts[key]["wrong_first"] += not first
+                counts[key]["corrected"] += (not first) and then
+                counts[key]["broken"] += first and not then
+    summary: dict[str, Any] = {"refined_steps": refined, "plan_statuses": dict(statuses)}
+    for key, c in counts.items():
+        right_first = refined - c["wrong_first"]
+        summary[key] = {**c, "corrected_rate": c["corrected"] / c["wrong_first"] if c["wrong_first"] else 0.0,
+                        "broken_rate": c["broken"] / right_first if right_first else 0.0}
+    return summary
 
 
 # --------------------------------------------------------------------------- #

@@ -25,7 +25,11 @@ Where we depart from the paper, or choose where it is silent, and why:
   episodes are multi-turn with a history window: one sample per step, and a
   variable number of samples per group (episodes end at different steps). So
   the loss terms below are small pure functions, and the update is a plain
-  loop over padded micro-batches, with ``accelerate`` for several processes.
+  loop over padded micro-batches. Under ``accelerate launch`` each process
+  plays its share of the tasks and the gradients are summed over processes
+  before every optimiser step (``sum_gradients_over_processes``) rather than
+  through DDP hooks: processes hold different numbers of samples, which DDP's
+  per-backward synchronisation cannot express.
 - Loss normalisation: the sum over all response tokens of the batch divided by
   their number (token level, as DAPO and TRL's ``loss_type="dapo"``); a long
   failed episode weighs in proportion to the tokens it generated.
@@ -259,6 +263,17 @@ class UpdateStats:
     num_tokens: int
 
 
+def sum_gradients_over_processes(model, accelerator) -> None:
+    """grad <- sum over processes of grad, for every trainable parameter (a process
+    without samples contributes zeros). Each process's loss is already divided by
+    the token count of the whole batch, so the sum is the whole batch's gradient."""
+    for parameter in model.parameters():
+        if not parameter.requires_grad:
+            continue
+        grad = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
+        parameter.grad = accelerator.reduce(grad.contiguous(), reduction="sum")
+
+
 def reference_forward(model, ref_model):
     """A context for pi_ref's forward pass: the frozen copy, or the policy with its LoRA
     adapters disabled. Returns ``(context manager, the model to call)``."""
@@ -266,22 +281,21 @@ def reference_forward(model, ref_model):
 
     if ref_model is not None:
         return contextlib.nullcontext(), ref_model
-    unwrapped = getattr(model, "module", model)  # DDP wraps the PEFT model
-    if not hasattr(unwrapped, "disable_adapter"):
+    if not hasattr(model, "disable_adapter"):
         raise ValueError("beta > 0 needs pi_ref: pass ref_model (full fine-tuning) or a LoRA policy")
-    return unwrapped.disable_adapter(), model
+    return model.disable_adapter(), model
 
 
 def policy_update(model, optimizer, tokenizer, samples: Sequence[Sample], *, epsilon: float, beta: float, mu: int,
                   micro_batch_size: int, ref_model=None, accelerator=None, max_grad_norm: float = 1.0) -> UpdateStats:
     """mu optimiser steps of L(theta) (module docstring) on ``samples``.
 
-    Under ``accelerate`` each process passes its own share of the samples; the
-    loss is normalised by the response tokens of all processes, so the summed
-    (DDP-averaged, times world size) gradient is that of the whole batch.
+    Under ``accelerate`` each process passes its own share of the samples (any
+    number, zero included). The loss is normalised by the response tokens of all
+    processes and the gradients are summed over processes before each step, so
+    every process takes the step of the whole batch and the weights stay identical.
     """
     device = next(model.parameters()).device
-    world = accelerator.num_processes if accelerator is not None else 1
     tokenized = tokenize_samples(tokenizer, samples)
     batches = [collate(b, tokenizer.pad_token_id, device) for b in micro_batches(tokenized, micro_batch_size)]
     local_tokens = sum(float(b["response_mask"].sum()) for b in batches)
@@ -312,11 +326,8 @@ def policy_update(model, optimizer, tokenizer, samples: Sequence[Sample], *, eps
             ref_log_probs = ref[index] if ref is not None else None
             token_loss = grpo_token_loss(log_probs, old_log_probs, ref_log_probs, batch["advantages"], epsilon, beta)
             mask = batch["response_mask"]
-            loss = masked_token_sum(token_loss, mask) / total_tokens * world  # DDP averages over processes
-            if accelerator is not None:
-                accelerator.backward(loss)
-            else:
-                loss.backward()
+            loss = masked_token_sum(token_loss, mask) / total_tokens
+            loss.backward()
             if step == 0:
                 with torch.no_grad():
                     tokens = float(mask.sum())
@@ -327,9 +338,8 @@ def policy_update(model, optimizer, tokenizer, samples: Sequence[Sample], *, eps
                     ratio = torch.exp(log_probs - old_log_probs)
                     clipped_sum += float(masked_token_sum(((ratio - 1).abs() > epsilon).float(), mask))
         if accelerator is not None:
-            accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-        else:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            sum_gradients_over_processes(model, accelerator)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
     model.eval()
     n = max(local_tokens, 1.0)

@@ -39,3 +39,9 @@ def level_file(split: str) -> Path:
 def tiny_base_dir() -> Path:
     """The shipped tiny base model (``data/models/tiny-base``), loadable like a hub name."""
     return data_dir() / "models" / "tiny-base"
+
+
+def tiny_distill_dir() -> Path:
+    """The shipped tiny DISTILL(RESIM) policy (``data/models/tiny-distill``): where notebooks 05
+    and 06 start when no earlier notebook has left ``run_dir/distill``."""
+    return data_dir() / "models" / "tiny-distill"

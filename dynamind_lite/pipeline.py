@@ -1,14 +1,15 @@
-"""The main job: notebooks 01-04 end to end with papermill, then the results table.
+"""The main job: notebooks 01-06 end to end with papermill, then the results table.
 
 ``python -m dynamind_lite pipeline --preset tiny --name demo [--smoke]`` runs
 every notebook, in order, with the same ``preset``, ``seed``, ``run_dir`` and
 ``smoke`` parameters into ``runs/<name>/``:
 
-    runs/<name>/01_mdp_sokoban.ipynb ... 04_resim_sft.ipynb   the executed notebooks
+    runs/<name>/01_mdp_sokoban.ipynb ... 06_dyna_grpo.ipynb   the executed notebooks
     runs/<name>/resim/        RESIM data and metrics (notebooks 02-03)
     runs/<name>/distill/      the distilled policy, merged, save_pretrained (notebook 04);
                               ``python -m dynamind_lite evaluate --model runs/<name>/distill`` loads it
-    runs/<name>/metrics/*.json   one results row per method (notebook 04)
+    runs/<name>/grpo/, dyna_grpo/   the RL policies (merged) with rl_metrics.jsonl (notebook 06)
+    runs/<name>/metrics/*.json   one results row per method (notebooks 04 and 06)
     runs/<name>/results.md, results.json   the table printed at the end
 
 The notebooks hold the story and the package holds the code, so this file only
@@ -30,7 +31,8 @@ from typing import Any
 
 from dynamind_lite.paths import REPO_ROOT
 
-NOTEBOOKS = ("01_mdp_sokoban", "02_dfs_search_tree", "03_resim_aggregation", "04_resim_sft")
+NOTEBOOKS = ("01_mdp_sokoban", "02_dfs_search_tree", "03_resim_aggregation", "04_resim_sft", "05_simrollout",
+             "06_dyna_grpo")
 """The notebooks of the pipeline, in the order they run."""
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -123,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dynamind_lite.io import write_json_atomic, write_text_atomic
 
     parser = argparse.ArgumentParser(prog="python -m dynamind_lite pipeline",
-                                     description="Run notebooks 01-04 end to end into runs/<name>/ and "
+                                     description="Run notebooks 01-06 end to end into runs/<name>/ and "
                                                  "print the results table.")
     parser.add_argument("--preset", default="tiny", help="tiny (CPU, minutes), small (Colab T4), full (GPUs)")
     parser.add_argument("--name", required=True, help="run name: results go to <runs-dir>/<name>/")
@@ -170,5 +172,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"executed notebooks: {', '.join(str(run_dir / f'{n}.ipynb') for n in NOTEBOOKS)}")
     print(f"distilled model:   {run_dir / 'distill'}  (python -m dynamind_lite evaluate --model {run_dir / 'distill'} "
           f"--levels data/sokoban/id_test.jsonl --out metrics.json)")
+    print(f"RL policies:       {run_dir / 'grpo'}, {run_dir / 'dyna_grpo'}")
     print(f"results:           {run_dir / 'results.md'}, {run_dir / 'results.json'}")
     return 0

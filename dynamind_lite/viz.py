@@ -4,7 +4,10 @@
   a playable board (:func:`play`, :class:`SokobanPlayer`) and policy returns
   (:func:`plot_returns`), introduced in ``notebooks/01_mdp_sokoban.ipynb``;
 * search trees (:func:`draw_tree`, :func:`tree_explorer`), introduced in
-  ``notebooks/02_dfs_search_tree.ipynb``.
+  ``notebooks/02_dfs_search_tree.ipynb``;
+* SimRollout's plan vs reality (:class:`PlanExplorer`), introduced in
+  ``notebooks/05_simrollout.ipynb``, and RL curves (:func:`plot_rl_curves`),
+  introduced in ``notebooks/06_dyna_grpo.ipynb``.
 
 Everything draws with matplotlib (any backend, ``Agg`` included: headless
 papermill runs render the figures into the executed notebook) and ipywidgets
@@ -430,3 +433,102 @@ def tree_explorer(tree: Any) -> TreeExplorer:
     """A :class:`TreeExplorer` for ``tree`` (``notebooks/02_dfs_search_tree.ipynb``);
     make it the last expression of a cell to show it."""
     return TreeExplorer(tree)
+
+
+# --------------------------------------------------------------------------- #
+# SimRollout and RL (notebooks 05 and 06)
+# --------------------------------------------------------------------------- #
+
+
+def _plan_rollout_states(response: str, plan: Sequence[str]) -> list[str | None]:
+    """The states ``response`` simulated along ``plan`` (its rollout whose actions start
+    with the plan), one per plan action, None where it wrote none."""
+    from dynamind_lite.response import parse_rollouts
+
+    for rollout in parse_rollouts(response):
+        if list(rollout.actions[:len(plan)]) == list(plan):
+            grids = [grid or None for _, grid in rollout.states]
+            return (grids + [None] * len(plan))[:len(plan)]
+    return [None] * len(plan)
+
+
+class PlanExplorer:
+    """Step through one SimRollout decision, plan vs reality (``notebooks/05_simrollout.ipynb``).
+
+    For k = 1..d the panel shows, side by side: the state the first response
+    simulated after a^_k, the real state s'_{t+k} the env reached, and the state
+    the refined response simulated for the same plan prefix. A slider picks k.
+
+    Args: ``observation`` s_t; ``refinement`` a ``simrollout.Refinement`` that refined;
+    ``refined_response`` the text of a^refine.
+    Attributes: ``k`` (the shown depth), ``slider``, ``board`` (Output), ``widget``.
+    """
+
+    def __init__(self, observation: str, refinement: Any, refined_response: str, tile: int = 22):
+        import ipywidgets as widgets
+
+        if not refinement.futures:
+            raise ValueError("this decision executed no plan (status missing): nothing to compare")
+        self.observation = observation
+        self.actions = [a for a, _ in refinement.futures]
+        self.real = [s for _, s in refinement.futures]
+        self.first = _plan_rollout_states(refinement.first_response, self.actions)
+        self.refined = _plan_rollout_states(refined_response, self.actions)
+        self.tile = tile
+        self.k = 1
+        self.board = widgets.Output()
+        self.slider = widgets.IntSlider(value=1, min=1, max=len(self.actions), description="k")
+        self.slider.observe(lambda change: self.show(change["new"]), names="value")
+        self.widget = widgets.VBox([self.slider, self.board])
+        self.show(1)
+
+    def show(self, k: int) -> None:
+        """Show depth k (1-based)."""
+        import matplotlib.pyplot as plt
+
+        if not 1 <= k <= len(self.actions):
+            raise IndexError(f"k must be in 1..{len(self.actions)}, got {k}")
+        self.k = k
+        prefix = " ".join(self.actions[:k])
+        panels = [("s_t", self.observation), (f"first response: after {prefix}", self.first[k - 1]),
+                  (f"REAL after {prefix}", self.real[k - 1]), (f"refined: after {prefix}", self.refined[k - 1])]
+        with self.board:
+            self.board.clear_output(wait=True)
+            fig, axes = plt.subplots(1, 4, figsize=(12, 3.2))
+            for ax, (title, grid) in zip(axes, panels):
+                if grid is None:
+                    ax.text(0.5, 0.5, "(not simulated)", ha="center", va="center")
+                    ax.axis("off")
+                    ax.set_title(title, fontsize=9)
+                    continue
+                mark = "" if title.startswith(("s_t", "REAL")) else ("  ✓" if grid == self.real[k - 1] else "  ✗")
+                show_board(grid, ax=ax, title=title + mark, tile=self.tile)
+            plt.show()
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+def plot_rl_curves(metrics: dict[str, Sequence[dict]], keys: Sequence[str] = ("success", "sim_score", "mean_return",
+                                                                                "kl", "tokens_per_step")) -> Any:
+    """One panel per metric, one line per method, against the RL iteration
+    (``notebooks/06_dyna_grpo.ipynb``). ``metrics``: method -> rows of ``rl_metrics.jsonl``.
+    Simulation-improvement iterations are drawn as hollow markers. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.3 * len(keys), 3))
+    for ax, key in zip(axes, keys):
+        for method, rows in metrics.items():
+            xs = [row["iteration"] for row in rows]
+            line, = ax.plot(xs, [row.get(key, float("nan")) for row in rows], label=method)
+            sim = [row for row in rows if row.get("phase") == "simulation"]
+            ax.plot([r["iteration"] for r in sim], [r.get(key, float("nan")) for r in sim], "o", mfc="none",
+                    color=line.get_color())
+        ax.set_title(key)
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    return fig

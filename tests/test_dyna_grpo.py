@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 import torch
@@ -77,3 +78,55 @@ def test_rl_command_rejects_bad_arguments_before_loading_anything(argv, message,
     argv = [a.replace("{model}", tiny_checkpoint) for a in argv]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def _rl_command(out, iterations: int = 3) -> list[str]:
+    import sys
+
+    from dynamind_lite.paths import tiny_distill_dir
+
+    return [sys.executable, "-m", "dynamind_lite", "rl", "--method", "dyna-grpo", "--init", str(tiny_distill_dir()),
+            "--out", str(out), "--iterations", str(iterations), "--no-progress", "--set", "rl_tasks=3",
+            "--set", "rl_group_size=2", "--set", "rl_max_steps=6", "--set", "rl_checkpoint_every=1",
+            "--set", "rl_learning_rate=1e-4", "--set", "rl_beta=0.01", "--set", "eval_batch_size=8"]
+
+
+@pytest.mark.slow
+def test_rl_run_killed_with_sigkill_resumes_to_the_same_weights_and_metrics(tmp_path):
+    """A real run of the shipped tiny policy is killed (SIGKILL) after its first checkpoint and
+    started again: it resumes there and ends with the weights and metrics of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from safetensors.torch import load_file
+
+    from dynamind_lite.paths import tiny_distill_dir
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(_rl_command(tmp_path / "whole"), check=True, env=env, capture_output=True, timeout=600)
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(_rl_command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = killed / "checkpoint" / "state.json"
+    deadline = time.monotonic() + 300
+    while not state.is_file() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "config.json").exists()  # no final model yet
+    done = subprocess.run(_rl_command(killed), check=True, env=env, capture_output=True, text=True, timeout=600)
+    assert '"iterations": 3' in done.stdout
+
+    def rows(folder):
+        return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+                for line in (folder / "rl_metrics.jsonl").read_text().splitlines()]
+
+    assert rows(killed) == rows(tmp_path / "whole")
+    whole, resumed = (load_file(str(f / "model.safetensors")) for f in (tmp_path / "whole", killed))
+    initial = load_file(str(tiny_distill_dir() / "model.safetensors"))
+    assert all(torch.equal(whole[name], resumed[name]) for name in whole)
+    assert any(not torch.equal(whole[name], initial[name]) for name in initial), "RL changed no weight"
+    assert sum(row["samples"] for row in rows(killed)) > 0

@@ -92,9 +92,9 @@ def test_results_rows_keep_the_two_splits_apart():
 @pytest.mark.slow
 @pytest.mark.notebook
 def test_the_pipeline_runs_end_to_end_in_smoke_mode(tmp_path, capsys):
-    """The README's main command at smoke size: notebooks 01-04 through papermill
-    into runs/<name>/, the results table printed, and the distilled model in
-    distill/ loaded by the evaluate command."""
+    """The README's main command at smoke size: notebooks 01-06 through papermill
+    into runs/<name>/, the results table printed, and the distilled and RL models
+    (distill/, grpo/, dyna_grpo/) loaded by the evaluate command."""
     from dynamind_lite import evaluate
     from dynamind_lite.paths import level_file
 
@@ -105,12 +105,14 @@ def test_the_pipeline_runs_end_to_end_in_smoke_mode(tmp_path, capsys):
     assert all((run / f"{name}.ipynb").is_file() for name in pipeline.NOTEBOOKS)
     results = json.loads((run / "results.json").read_text())
     methods = [row["method"] for row in results["rows"]]
-    assert methods == ["REACT (tiny base)", "RESIM (at inference)", "DISTILL(RESIM)"]
+    assert methods == ["REACT (tiny base)", "RESIM (at inference)", "DISTILL(RESIM)", "+GRPO", "+DYNA-GRPO"]
     assert results["smoke"] is True and set(results["notebook_seconds"]) == set(pipeline.NOTEBOOKS)
     for method in methods:
         assert f"| {method} |" in printed.out and f"| {method} |" in (run / "results.md").read_text()
 
-    out = tmp_path / "distill_metrics.json"
-    assert evaluate.main(["--model", str(run / "distill"), "--levels", str(level_file("id_test")), "--out", str(out),
-                          "--limit", "2", "--max-steps", "2", "--max-new-tokens", "16"]) == 0
-    assert json.loads(out.read_text())["num_levels"] == 2
+    for model in ("distill", "grpo", "dyna_grpo"):
+        out = tmp_path / f"{model}_metrics.json"
+        assert evaluate.main(["--model", str(run / model), "--levels", str(level_file("id_test")), "--out", str(out),
+                              "--limit", "2", "--max-steps", "2", "--max-new-tokens", "16"]) == 0
+        assert json.loads(out.read_text())["num_levels"] == 2
+    assert len((run / "grpo" / "rl_metrics.jsonl").read_text().splitlines()) == 2
