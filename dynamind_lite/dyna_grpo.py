@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import os
 import random
@@ -179,13 +180,9 @@ def _read_metrics(path: Path, count: int) -> list[dict]:
     return rows[:count]
 
 
-def _merged(model):
-    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
-
-
-def _save_final(out: Path, model, tokenizer) -> None:
+def _save_final(out: Path, merged, tokenizer) -> None:
     """The merged policy into ``out`` itself (config.json last: the folder is loadable only when complete)."""
-    final = Path(save_directory_atomic(out / ".final", lambda folder: (_merged(model).save_pretrained(folder),
+    final = Path(save_directory_atomic(out / ".final", lambda folder: (merged.save_pretrained(folder),
                                                                         tokenizer.save_pretrained(folder))))
     files = sorted(final.iterdir(), key=lambda p: p.name == "config.json")
     for path in files:
@@ -207,7 +204,7 @@ def _episode_metrics(episodes: Sequence[EpisodeRecord]) -> dict[str, float]:
 
 
 def validate_rl_arguments(method: str, init: str | os.PathLike, out: str | os.PathLike, iterations: int | None,
-                          seed: int) -> None:
+                          seed: int, preset: Preset | None = None) -> None:
     """ValueError / FileNotFoundError naming the bad argument, before anything heavy runs."""
     from dynamind_lite.models.loader import check_model_source
 
@@ -220,6 +217,11 @@ def validate_rl_arguments(method: str, init: str | os.PathLike, out: str | os.Pa
         raise ValueError(f"--iterations must be an integer >= 1, got {iterations!r}")
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ValueError(f"--seed must be an integer, got {seed!r}")
+    if preset is not None and preset.generation_backend == "openai":
+        raise ValueError("RL needs the policy's own weights for rollouts: use generation_backend 'hf' or 'vllm'")
+    if preset is not None and preset.generation_backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise ValueError("generation_backend 'vllm' needs vLLM (GPU only): pip install 'dynamind-lite[vllm]', "
+                         "or --set generation_backend=hf")
 
 
 def train_rl(method: str, init: str | os.PathLike, out: str | os.PathLike, preset: Preset | str = "tiny",
@@ -248,11 +250,11 @@ def train_rl(method: str, init: str | os.PathLike, out: str | os.PathLike, prese
     from dynamind_lite.generation import make_generator
     from dynamind_lite.models.loader import load_policy
     from dynamind_lite.paths import level_file
-    from dynamind_lite.training import lora_settings, resolve_preset
+    from dynamind_lite.training import lora_settings, merged_model, resolve_preset
 
     # ---- validate everything before loading anything heavy ---------------- #
     preset = resolve_preset(preset, overrides)
-    validate_rl_arguments(method, init, out, iterations, seed)
+    validate_rl_arguments(method, init, out, iterations, seed, preset)
     total = iterations or preset.rl_iterations
     levels = load_levels(level_file(preset.rl_train_levels), canvas=preset.board_canvas)[preset.rl_train_offset:]
     if len(levels) < preset.rl_tasks:
@@ -276,7 +278,12 @@ def train_rl(method: str, init: str | os.PathLike, out: str | os.PathLike, prese
                                   weight_decay=0.0)
     done = load_checkpoint(out, model, optimizer)
     metrics = _read_metrics(out / METRICS_FILE, done)
-    generator = make_generator("hf", model=model, tokenizer=tokenizer, batch_size=preset.eval_batch_size)
+    if preset.generation_backend == "vllm":  # GPU: vLLM samples, the trained weights are synced after each update
+        generator = make_generator("vllm", model=str(init))
+        sync_weights = generator.sync_weights
+    else:
+        generator = make_generator("hf", model=model, tokenizer=tokenizer, batch_size=preset.eval_batch_size)
+        sync_weights = None
 
     bar = Progress(total, f"RL {method}", unit="iteration", bar=progress and rank == 0)
     bar.update(done)
@@ -321,6 +328,8 @@ def train_rl(method: str, init: str | os.PathLike, out: str | os.PathLike, prese
         stats = policy_update(model, optimizer, tokenizer, samples, epsilon=preset.rl_clip_epsilon,
                               beta=preset.rl_beta, mu=preset.rl_mu, micro_batch_size=preset.rl_micro_batch_size,
                               ref_model=ref_model, accelerator=accelerator)
+        if sync_weights is not None:
+            sync_weights(model)
         update_seconds = time.perf_counter() - started_update
 
         row = {"iteration": iteration + 1, "phase": phase, **_episode_metrics(standard),
@@ -339,7 +348,7 @@ def train_rl(method: str, init: str | os.PathLike, out: str | os.PathLike, prese
         bar.update(1, success=round(row["success"], 3), kl=round(stats.kl, 4))
     bar.close()
     if rank == 0:
-        _save_final(out, model, tokenizer)
+        _save_final(out, merged_model(model, preset, str(init), device, out), tokenizer)
     return RLResult(model_dir=str(out), metrics_file=str(out / METRICS_FILE), metrics=metrics,
                     resumed_from_iteration=done)
 
@@ -391,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exit_.code or 0)
     try:
         preset = resolve_preset(args.preset, parse_overrides(args.set))
-        validate_rl_arguments(args.method, args.init, args.out, args.iterations, args.seed)
+        validate_rl_arguments(args.method, args.init, args.out, args.iterations, args.seed, preset)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -156,9 +156,12 @@ def lora_settings(preset: Preset) -> LoraSettings | None:
                         target_modules=preset.lora_modules)
 
 
-def _merged_model(trainer, preset: Preset, model_name_or_path: str, device: str | None):
-    """The trained weights as one plain model (LoRA folded in)."""
-    model = trainer.model
+def merged_model(model, preset: Preset, model_name_or_path: str, device: str | None, scratch_dir: str | os.PathLike):
+    """The trained weights as one plain model (LoRA folded in), for ``save_pretrained``.
+
+    Used by SFT (``run_sft``) and RL (``dyna_grpo.train_rl``). Under QLoRA the
+    adapters are saved to ``scratch_dir`` and folded into a full-precision copy of
+    the base ``model_name_or_path``, so the merged model is not 4-bit."""
     if not hasattr(model, "merge_and_unload"):  # full fine-tuning: already plain
         return model
     if not preset.load_in_4bit:
@@ -166,7 +169,7 @@ def _merged_model(trainer, preset: Preset, model_name_or_path: str, device: str 
     # QLoRA: fold the adapters into a full-precision copy of the base weights.
     from peft import PeftModel
 
-    with tempfile.TemporaryDirectory(dir=trainer.args.output_dir) as adapter_dir:
+    with tempfile.TemporaryDirectory(dir=scratch_dir) as adapter_dir:
         model.save_pretrained(adapter_dir)
         base, _ = load_policy(model_name_or_path, dtype=preset.dtype, device=device)
         return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload()
@@ -253,6 +256,9 @@ def make_sft_trainer(model_name_or_path: str | os.PathLike, dataset, output_dir:
         fp16=half == torch.float16,
         dataloader_num_workers=0,
         disable_tqdm=True,  # our own bar (SFTProgressCallback) shows the loss
+        # batches of similar lengths: refine examples (``resim_refine``) are about twice as long as the rest,
+        # and a random batch would pad every short example to the longest one
+        **({"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in fields else {}),
         **{checkpoint_arg: checkpointing and on_gpu},
     )
     callbacks = list(callbacks or []) + ([SFTProgressCallback()] if progress else [])
@@ -316,7 +322,7 @@ def run_sft(
 
     # ---- save: merged model + loss curve (atomic) ------------------------- #
     model_dir = output_dir / FINAL_DIR
-    merged = _merged_model(trainer, preset, str(model_name_or_path), device)
+    merged = merged_model(trainer.model, preset, str(model_name_or_path), device, output_dir)
     save_pretrained_atomic(merged, trainer.processing_class, model_dir)
     log_history = list(trainer.state.log_history)
     write_json_atomic(output_dir / LOG_FILE, log_history)

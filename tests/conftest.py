@@ -48,3 +48,22 @@ def tiny_checkpoint(tmp_path_factory) -> str:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def checkpoint64(tmp_path_factory) -> str:
+    """A random Qwen2 model 64 wide: bitsandbytes' 4-bit CPU kernels need layers >= 64 wide."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from dynamind_lite.models.tokenizer import build_tokenizer
+
+    path = tmp_path_factory.mktemp("checkpoint64")
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    Qwen2ForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)

@@ -130,3 +130,15 @@ def test_rl_run_killed_with_sigkill_resumes_to_the_same_weights_and_metrics(tmp_
     assert all(torch.equal(whole[name], resumed[name]) for name in whole)
     assert any(not torch.equal(whole[name], initial[name]) for name in initial), "RL changed no weight"
     assert sum(row["samples"] for row in rows(killed)) > 0
+
+
+def test_rl_with_vllm_says_how_to_get_it_when_it_is_absent(tiny_checkpoint, tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    argv = ["--method", "grpo", "--init", tiny_checkpoint, "--out", str(tmp_path / "o"),
+            "--set", "generation_backend=vllm"]
+    assert main(argv) == 2
+    assert "needs vLLM" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing heavy ran, nothing was written

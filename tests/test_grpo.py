@@ -123,3 +123,23 @@ def test_grpo_update_raises_the_probability_of_the_rewarded_answer(tiny_checkpoi
     assert all(after[i] < before[i] for i in (0, 1, 3))
     objective = [sum(a * lp for a, lp in zip(advantages, lps)) for lps in (before, after)]
     assert objective[1] > objective[0]  # sum_i A_i log pi(o_i): what the update ascends
+
+
+@pytest.mark.parametrize("quantized", [False, True], ids=["lora", "qlora"])
+def test_lora_and_qlora_policies_train_with_adapters_disabled_as_the_reference(checkpoint64, quantized):
+    """Under LoRA (and 4-bit QLoRA) pi_ref is the policy with its adapters disabled: the
+    KL starts at 0, grows as the adapters learn, and the frozen base never moves."""
+    from dynamind_lite.models.loader import LoraSettings, load_policy
+
+    torch.manual_seed(0)
+    model, tokenizer = load_policy(checkpoint64, lora=LoraSettings(r=8, alpha=16, dropout=0.0), device="cpu",
+                                   load_in_4bit=quantized, dtype="float32")
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-2)
+    prompt = build_messages("#####\n#P_O#\n#####")
+    samples = [Sample(prompt, "<think>Plan: Right</think><answer>Right</answer>", True, 1.0),
+               Sample(prompt, "<think>Plan: Up</think><answer>Up</answer>", True, -1.0)]
+    kls = [policy_update(model, optimizer, tokenizer, samples, epsilon=0.2, beta=0.1, mu=1,
+                         micro_batch_size=2).kl for _ in range(4)]
+    assert kls[0] == pytest.approx(0.0, abs=1e-6) and kls[-1] > 1e-4
+    assert all(torch.equal(frozen[n], p) for n, p in model.named_parameters() if n in frozen)

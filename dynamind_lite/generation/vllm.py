@@ -56,3 +56,40 @@ class VLLMGenerator:
                        prompt_tokens=len(o.prompt_token_ids))
             for o in outputs
         ]
+
+    def sync_weights(self, model) -> None:
+        """Load the trained policy's current weights into the vLLM engine (RL: after every
+        update, ``dyna_grpo.train_rl``), so the next rollouts sample from pi_theta.
+
+        A LoRA policy is merged for the copy and unmerged afterwards. Written against
+        vLLM's in-process engine (``LLM.apply_model``, else the driver worker's model);
+        not exercised on the project's CPU machines.
+        """
+        weights = list(merged_state_dict(model).items())
+        if hasattr(self.llm, "apply_model"):
+            self.llm.apply_model(lambda engine_model: engine_model.load_weights(weights))
+            return
+        try:
+            engine_model = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
+        except AttributeError as error:
+            raise RuntimeError(f"cannot reach the model inside vLLM {vllm.__version__} to sync weights; "
+                               "use a vLLM version with LLM.apply_model") from error
+        engine_model.load_weights(weights)
+
+
+def merged_state_dict(model) -> dict:
+    """The policy's weights under the base model's parameter names, LoRA folded in
+    (merged for the copy, then unmerged), as vLLM's ``load_weights`` expects."""
+    if not hasattr(model, "merge_adapter"):
+        return {name: tensor.detach() for name, tensor in model.state_dict().items()}
+    model.merge_adapter()
+    try:
+        state = {}
+        for name, tensor in model.state_dict().items():
+            if "lora_" in name:
+                continue
+            name = name.removeprefix("base_model.model.").replace(".base_layer", "")
+            state[name] = tensor.detach().clone()
+        return state
+    finally:
+        model.unmerge_adapter()

@@ -168,6 +168,12 @@ def load_policy(
                       f"from the Hugging Face hub{hint}: {error}") from error
     if not load_in_4bit:
         model.to(device)
+    elif device == "cpu":
+        # bitsandbytes repacks 4-bit weights for fast CPU inference at the first eval-mode forward
+        # and cannot train on the repacked layout afterwards; RL generates, then trains, the same model.
+        for module in model.modules():
+            if hasattr(module, "support_avx512bf16_for_cpu"):
+                module.support_avx512bf16_for_cpu = False
 
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
