@@ -96,7 +96,7 @@ def simulation_improvement_samples(standard: Sequence[EpisodeRecord],
             samples += episode_samples(episode, a, "tau")
     for episode, a in zip(simrollout, advantages[len(standard):]):
         if a != 0.0:
-            samples += episode_samples(episode, a, "tau_prime")
+            samples += episode_samples(episode, a, "tau_prime")  # key "tau_prime:<id>": its own trajectory
     mean_tau = sum(e.total_reward for e in standard) / len(standard)
     mean_tau_prime = sum(e.total_reward for e in simrollout) / len(simrollout)
     refine_rewarded = 0
@@ -105,7 +105,8 @@ def simulation_improvement_samples(standard: Sequence[EpisodeRecord],
         if a_refine:
             refine_rewarded += 1
             samples += [Sample(step.refinement.messages, step.response, step.finish_reason != "length", a_refine,
-                               "refine") for step in episode.steps if step.refinement and step.refinement.refined]
+                               "refine", f"refine:{id(episode)}")
+                        for step in episode.steps if step.refinement and step.refinement.refined]
     return samples, {"refine_rewarded_episodes": refine_rewarded}
 
 

@@ -11,7 +11,8 @@ carries that episode's advantage::
     rho = pi_theta(o | x) / pi_old(o | x)                                         (importance ratio)
     L_clip = -min(rho A_i, clip(rho, 1 - epsilon, 1 + epsilon) A_i)               (clipped surrogate)
     KL     = pi_ref / pi_theta - log(pi_ref / pi_theta) - 1                       (k3 estimator of KL(pi_theta || pi_ref))
-    L(theta) = sum_{i,t,k} (L_clip + beta KL) / (number of response tokens in the batch)
+    L(theta) = 1/E sum_i 1/|o_i| sum_{t,k} (L_clip + beta KL)        E episodes in the batch, |o_i| the
+                                                                     response tokens of episode i
 
 with x the step's prompt (system + last h steps + s_t), pi_old the policy that
 generated the episodes, and pi_ref the starting (distilled) policy: LoRA
@@ -30,9 +31,15 @@ Where we depart from the paper, or choose where it is silent, and why:
   before every optimiser step (``sum_gradients_over_processes``) rather than
   through DDP hooks: processes hold different numbers of samples, which DDP's
   per-backward synchronisation cannot express.
-- Loss normalisation: the sum over all response tokens of the batch divided by
-  their number (token level, as DAPO and TRL's ``loss_type="dapo"``); a long
-  failed episode weighs in proportion to the tokens it generated.
+- Loss normalisation: GRPO's own 1/G sum_i 1/|o_i| with an *episode* as the
+  output o_i: a mean over each episode's response tokens, then over episodes.
+  We measured the token-level alternative (one mean over all tokens of the
+  batch, DAPO's) first: failed episodes run to the step budget and carry
+  several times the tokens of solved ones, so the negative advantages outweigh
+  the positive ones token for token and push down the tokens every response
+  shares (grids, format). Training success fell over 8 iterations (0.72 ->
+  0.55 at lr 1e-4). Per-episode means give each episode the same weight and
+  the advantages of a group sum to zero.
 - std is the unbiased group standard deviation (``torch.std``), eps = 1e-4.
   A group whose returns are all equal has A = 0 everywhere; its samples are
   dropped from the update (they would only add the KL term), which saves the
@@ -134,6 +141,8 @@ class Sample:
     kind: which part of the algorithm made it: ``"tau"`` (standard step),
         ``"tau_prime"`` (refined response under the original prompt),
         ``"refine"`` (refined response under s^refine).
+    episode: key of the trajectory it belongs to (the loss averages over each
+        trajectory's tokens, then over trajectories); None: a trajectory of its own.
     """
 
     messages: list[dict[str, str]]
@@ -141,12 +150,15 @@ class Sample:
     stopped: bool
     advantage: float
     kind: str = "tau"
+    episode: str | None = None
 
 
-def episode_samples(episode, advantage: float, kind: str = "tau") -> list[Sample]:
+def episode_samples(episode, advantage: float, kind: str = "tau", key: str | None = None) -> list[Sample]:
     """Every step of an ``rollout.EpisodeRecord`` as a Sample with the episode's advantage
-    (for a SimRollout episode: the refined responses under the original prompts, tau')."""
-    return [Sample(step.messages, step.response, step.finish_reason != "length", float(advantage), kind)
+    (for a SimRollout episode: the refined responses under the original prompts, tau').
+    ``key`` names the trajectory (default: ``kind`` and the record's id)."""
+    key = key or f"{kind}:{id(episode)}"
+    return [Sample(step.messages, step.response, step.finish_reason != "length", float(advantage), kind, key)
             for step in episode.steps]
 
 
@@ -172,11 +184,14 @@ def grpo_samples(groups: Sequence[Sequence]) -> tuple[list[Sample], list[float]]
 
 @dataclass
 class TokenizedSample:
-    """input_ids: prompt + response token ids; response_start: index of the first response token."""
+    """input_ids: prompt + response token ids; response_start: index of the first response token;
+    weight: of each of its response tokens in the loss, 1 / (E |o_i|) (set by ``policy_update``)."""
 
     input_ids: list[int]
     response_start: int
     advantage: float
+    episode: str
+    weight: float = 0.0
 
 
 def end_of_turn_id(tokenizer) -> int:
@@ -192,14 +207,15 @@ def tokenize_samples(tokenizer, samples: Sequence[Sample]) -> list[TokenizedSamp
     generators do) and append the response tokens (+ end of turn when it stopped)."""
     eot = end_of_turn_id(tokenizer)
     tokenized = []
-    for sample in samples:
+    for index, sample in enumerate(samples):
         prompt = tokenizer.apply_chat_template(sample.messages, tokenize=False, add_generation_prompt=True)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         response_ids = tokenizer(sample.response, add_special_tokens=False)["input_ids"] + ([eot] if sample.stopped
                                                                                           else [])
         if not response_ids:
             continue  # an empty, cut-off response: no token to train
-        tokenized.append(TokenizedSample(prompt_ids + response_ids, len(prompt_ids), sample.advantage))
+        tokenized.append(TokenizedSample(prompt_ids + response_ids, len(prompt_ids), sample.advantage,
+                                         sample.episode if sample.episode is not None else f"sample:{index}"))
     return tokenized
 
 
@@ -208,7 +224,7 @@ def collate(batch: Sequence[TokenizedSample], pad_id: int, device) -> dict[str, 
 
     input_ids, attention_mask: [B, L]; targets, response_mask: [B, L-1] (target k
     is input k+1; the mask is 1 where that target is a response token);
-    advantages: [B].
+    advantages, weights: [B].
     """
     length = max(len(s.input_ids) for s in batch)
     input_ids = torch.full((len(batch), length), pad_id, dtype=torch.long)  # [B, L]
@@ -221,12 +237,13 @@ def collate(batch: Sequence[TokenizedSample], pad_id: int, device) -> dict[str, 
         response_mask[row, sample.response_start - 1:n - 1] = 1.0
     return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device),
             "targets": input_ids[:, 1:].to(device), "response_mask": response_mask.to(device),
-            "advantages": torch.tensor([s.advantage for s in batch], dtype=torch.float32, device=device)}
+            "advantages": torch.tensor([s.advantage for s in batch], dtype=torch.float32, device=device),
+            "weights": torch.tensor([s.weight for s in batch], dtype=torch.float32, device=device)}
 
 
 def sequence_log_probs(model, batch: dict[str, torch.Tensor], with_entropy: bool = False):
     """log pi(o_k | x, o_<k) at every target position ([B, L-1]); with_entropy also
-    returns the mean entropy over response tokens (a float; detached)."""
+    returns the entropy of pi at every position ([B, L-1], detached), else None."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]  # [B, L-1, V]
     log_probs = token_log_probs(logits, batch["targets"])
     if not with_entropy:
@@ -234,9 +251,7 @@ def sequence_log_probs(model, batch: dict[str, torch.Tensor], with_entropy: bool
     with torch.no_grad():
         logp_all = torch.log_softmax(logits.float(), dim=-1)
         entropy = -(logp_all.exp() * logp_all).sum(-1)  # [B, L-1]
-        mask = batch["response_mask"]
-        mean_entropy = float((entropy * mask).sum() / mask.sum().clamp(min=1))
-    return log_probs, mean_entropy
+    return log_probs, entropy
 
 
 def micro_batches(samples: Sequence[TokenizedSample], size: int) -> list[list[TokenizedSample]]:
@@ -252,8 +267,8 @@ def micro_batches(samples: Sequence[TokenizedSample], size: int) -> list[list[To
 
 @dataclass
 class UpdateStats:
-    """What one ``policy_update`` did: mean loss, KL and entropy over response tokens
-    (KL measured at the first step), clipped fraction, samples and tokens used."""
+    """What one ``policy_update`` did: loss, KL, entropy and clipped fraction as episode-weighted
+    means over response tokens (at the first of the mu steps), samples and response tokens used."""
 
     loss: float
     kl: float
@@ -291,19 +306,25 @@ def policy_update(model, optimizer, tokenizer, samples: Sequence[Sample], *, eps
     """mu optimiser steps of L(theta) (module docstring) on ``samples``.
 
     Under ``accelerate`` each process passes its own share of the samples (any
-    number, zero included). The loss is normalised by the response tokens of all
-    processes and the gradients are summed over processes before each step, so
-    every process takes the step of the whole batch and the weights stay identical.
+    number, zero included; an episode's samples all on one process). Each token
+    weighs 1 / (E |o_i|) with E the episodes of all processes, and the gradients
+    are summed over processes before each step, so every process takes the step
+    of the whole batch and the weights stay identical.
     """
     device = next(model.parameters()).device
     tokenized = tokenize_samples(tokenizer, samples)
-    batches = [collate(b, tokenizer.pad_token_id, device) for b in micro_batches(tokenized, micro_batch_size)]
-    local_tokens = sum(float(b["response_mask"].sum()) for b in batches)
-    total_tokens = local_tokens
+    episode_tokens: dict[str, int] = {}
+    for sample in tokenized:
+        episode_tokens[sample.episode] = episode_tokens.get(sample.episode, 0) + len(sample.input_ids) - \
+            sample.response_start
+    num_episodes = float(len(episode_tokens))
     if accelerator is not None:
-        total_tokens = float(accelerator.reduce(torch.tensor(local_tokens, device=device), reduction="sum"))
-    if total_tokens == 0:
+        num_episodes = float(accelerator.reduce(torch.tensor(num_episodes, device=device), reduction="sum"))
+    if num_episodes == 0:
         return UpdateStats(0.0, 0.0, 0.0, 0.0, 0, 0)
+    for sample in tokenized:
+        sample.weight = 1.0 / (episode_tokens[sample.episode] * num_episodes)  # 1 / (E |o_i|)
+    batches = [collate(b, tokenizer.pad_token_id, device) for b in micro_batches(tokenized, micro_batch_size)]
 
     # ---- pi_old and pi_ref on the batch (no gradient) --------------------- #
     model.eval()  # no dropout: log-probs of the rollout policy
@@ -317,7 +338,7 @@ def policy_update(model, optimizer, tokenizer, samples: Sequence[Sample], *, eps
 
     # ---- mu optimiser steps ----------------------------------------------- #
     model.train()
-    loss_sum = kl_sum = clipped_sum = entropy_sum = 0.0
+    loss_sum = kl_sum = clipped_sum = entropy_sum = weight_sum = 0.0
     for step in range(mu):
         optimizer.zero_grad(set_to_none=True)
         for index, batch in enumerate(batches):
@@ -325,23 +346,23 @@ def policy_update(model, optimizer, tokenizer, samples: Sequence[Sample], *, eps
             old_log_probs = old[index] if old is not None else log_probs.detach()  # mu == 1: rho = 1
             ref_log_probs = ref[index] if ref is not None else None
             token_loss = grpo_token_loss(log_probs, old_log_probs, ref_log_probs, batch["advantages"], epsilon, beta)
-            mask = batch["response_mask"]
-            loss = masked_token_sum(token_loss, mask) / total_tokens
+            weighted_mask = batch["response_mask"] * batch["weights"].unsqueeze(-1)  # 1 / (E |o_i|) per token
+            loss = masked_token_sum(token_loss, weighted_mask)
             loss.backward()
             if step == 0:
                 with torch.no_grad():
-                    tokens = float(mask.sum())
-                    loss_sum += float(masked_token_sum(token_loss, mask))
-                    entropy_sum += entropy * tokens
+                    loss_sum += float(loss)
+                    weight_sum += float(weighted_mask.sum())
+                    entropy_sum += float(masked_token_sum(entropy, weighted_mask))
                     if ref_log_probs is not None:
-                        kl_sum += float(masked_token_sum(kl_k3(log_probs, ref_log_probs), mask))
+                        kl_sum += float(masked_token_sum(kl_k3(log_probs, ref_log_probs), weighted_mask))
                     ratio = torch.exp(log_probs - old_log_probs)
-                    clipped_sum += float(masked_token_sum(((ratio - 1).abs() > epsilon).float(), mask))
+                    clipped_sum += float(masked_token_sum(((ratio - 1).abs() > epsilon).float(), weighted_mask))
         if accelerator is not None:
             sum_gradients_over_processes(model, accelerator)
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
     model.eval()
-    n = max(local_tokens, 1.0)
+    n = max(weight_sum, 1e-12)  # this process's share of the episode weights
     return UpdateStats(loss=loss_sum / n, kl=kl_sum / n, entropy=entropy_sum / n, clip_fraction=clipped_sum / n,
-                       num_samples=len(tokenized), num_tokens=int(local_tokens))
+                       num_samples=len(tokenized), num_tokens=sum(episode_tokens.values()))
