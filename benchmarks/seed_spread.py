@@ -7,7 +7,10 @@ prints, per method, success on ID and OOD, Sim Score and cell accuracy on ID,
 Gen.Token on ID and the invalid-action rates as ``mean [min, max]`` over the
 runs, with the CPU it runs on. fp32 kernels differ between CPU kinds (AMX,
 AVX-512, AVX2), so one seed's number moves across machines: read the mean and
-the spread. Nothing is asserted; figures only.
+the spread. When the runs went through Stage 2 (notebook 06 left
+``stage2_eval.json``), a second table gives DISTILL(RESIM), +GRPO and
++DYNA-GRPO on ID, OOD and the held-out style, with each RL run's seconds.
+Nothing is asserted; figures only.
 """
 
 from __future__ import annotations
@@ -56,7 +59,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {method} | {cell([r['success_id'] for r in runs])} | {cell([r['success_ood'] for r in runs])} "
               f"| {cell(sim, 1.0, 2)} | {cell(cells, 1.0, 3)} | {tokens} "
               f"| {cell([r['invalid_action_rate_id'] for r in runs])} / {cell([r['invalid_action_rate_ood'] for r in runs])} |")
+    stage2_table(args.runs, cell)
     return 0
+
+
+def stage2_table(runs: list[str], cell) -> None:
+    """DISTILL(RESIM) vs +GRPO vs +DYNA-GRPO over the runs that have notebook 06's ``stage2_eval.json``."""
+    evaluations = [json.loads((Path(r) / "stage2_eval.json").read_text()) for r in runs
+                   if (Path(r) / "stage2_eval.json").is_file()]
+    if not evaluations:
+        return
+    by_model: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for evaluation in evaluations:
+        for key, metrics in evaluation.items():
+            model, split, _ = key.split("|")
+            by_model[model][split].append(metrics)
+    print(f"\nStage 2 over {len(evaluations)} runs (greedy, step budget as the preset's):\n")
+    print("| Method | ID % | OOD % | held-out style % | Sim Score ID | Sim Score held-out | Gen.Token ID |")
+    print("|---|---|---|---|---|---|---|")
+    for model, splits in by_model.items():
+        def col(split: str, key: str, scale: float = 100.0, digits: int = 1) -> str:
+            return cell([m[key] for m in splits.get(split, [])], scale, digits)
+
+        print(f"| {model} | {col('id_test', 'success_rate')} | {col('ood_test', 'success_rate')} "
+              f"| {col('style_test_random_placement', 'success_rate')} | {col('id_test', 'sim_score', 1.0, 2)} "
+              f"| {col('style_test_random_placement', 'sim_score', 1.0, 2)} "
+              f"| {col('id_test', 'mean_gen_tokens', 1.0, 1)} |")
+    for method in ("grpo", "dyna_grpo"):
+        seconds = []
+        for run in runs:
+            path = Path(run) / method / "rl_metrics.jsonl"
+            if path.is_file():
+                rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+                seconds.append(round(sum(sum(row["seconds"].values()) for row in rows)))
+        print(f"\n{method}: rollout + update seconds per run {seconds}")
 
 
 if __name__ == "__main__":
