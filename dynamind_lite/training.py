@@ -256,9 +256,6 @@ def make_sft_trainer(model_name_or_path: str | os.PathLike, dataset, output_dir:
         fp16=half == torch.float16,
         dataloader_num_workers=0,
         disable_tqdm=True,  # our own bar (SFTProgressCallback) shows the loss
-        # batches of similar lengths: refine examples (``resim_refine``) are about twice as long as the rest,
-        # and a random batch would pad every short example to the longest one
-        **({"train_sampling_strategy": "group_by_length"} if "train_sampling_strategy" in fields else {}),
         **{checkpoint_arg: checkpointing and on_gpu},
     )
     callbacks = list(callbacks or []) + ([SFTProgressCallback()] if progress else [])
