@@ -2,7 +2,8 @@
 
     python benchmarks/seed_spread.py runs/demo runs/demo-seed1 runs/demo-seed2
 
-Reads ``results.json`` of finished pipeline runs (one per seed, same preset) and
+Reads ``results.json`` of finished pipeline runs (one per seed, same preset; a
+folder without one counts for the Stage 2 table only) and
 prints, per method, success on ID and OOD, Sim Score and cell accuracy on ID,
 Gen.Token on ID and the invalid-action rates as ``mean [min, max]`` over the
 runs, with the CPU it runs on. fp32 kernels differ between CPU kinds (AMX,
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, list[dict]] = defaultdict(list)
     seeds, seconds = [], []
     for run in args.runs:
+        if not (Path(run) / "results.json").is_file():  # a Stage-2-only folder (notebook 06 alone)
+            continue
         results = json.loads((Path(run) / "results.json").read_text())
         seeds.append(results["seed"])
         seconds.append(results["total_seconds"])
