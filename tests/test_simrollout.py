@@ -146,3 +146,25 @@ def test_refine_sft_examples_pair_a_draft_and_its_real_futures_with_the_true_res
     # refine=0 keeps the data as before: no draft, one row per step
     plain = run_resim_episode(level, ResimConfig(b=2, d=2, seed=1))
     assert all(step.draft is None for step in plain.steps) and len(plain.sft_examples(1)) == len(plain.steps)
+
+
+def test_refinement_effects_count_what_refinement_changed():
+    from dynamind_lite.envs.sokoban import solve
+    from dynamind_lite.evaluate import refinement_effects, step_is_optimal
+
+    grid = load_levels(level_file("id_test"))[0]["grid"]
+    first = solve(grid)[0]
+    assert step_is_optimal(grid, first) and not step_is_optimal(grid, None)
+    assert not all(step_is_optimal(grid, a) for a in ACTIONS)  # some move is not on an optimal path
+
+    records = run_episodes(PlanWriter(seed=3), load_levels(level_file("id_test"))[:6], max_steps=5,
+                           simrollout=True, generation_config=GenerationConfig(max_new_tokens=64))
+    effects = refinement_effects(records)
+    refined = [s for r in records for s in r.steps if s.refinement.refined]
+    assert effects["refined_steps"] == len(refined) > 0
+    assert sum(effects["plan_statuses"].values()) == sum(r.num_steps for r in records)
+    for key in ("sim", "action"):
+        e = effects[key]
+        assert 0 <= e["corrected"] <= e["wrong_first"] <= len(refined) and e["broken"] <= len(refined) - e["wrong_first"]
+    # PlanWriter writes every state unchanged: its simulations are wrong whenever a move changes the board
+    assert effects["sim"]["wrong_first"] > 0
