@@ -23,8 +23,11 @@ Command line::
 Where we depart from the paper, or choose where it is silent, and why:
 
 - Schedule: ``dyna_sim_iterations`` simulation iterations, then
-  ``dyna_policy_iterations`` policy iterations, repeated (default 1 and 1: strict
-  alternation; the paper does not give its schedule).
+  ``dyna_policy_iterations`` policy iterations, repeated (the paper does not give
+  its schedule). Default 1 and 1, strict alternation: at the tiny preset, seed 0,
+  on ``id_val``, 1:1 gave 77% success / Sim Score 0.72 in 308 s and simulation
+  improvement alone 76% / 0.72 in 376 s (DISTILL(RESIM): 78% / 0.72); 1:1 fits the
+  5-minute budget, a simulation iteration costs ~1.7x a policy one.
 - Budget: both methods play the same tasks (drawn from (seed, iteration)) with
   the same G episodes per task and the same number of iterations, so the same
   number of real episodes. SimRollout's plan execution runs from env snapshots
