@@ -13,8 +13,8 @@ import pytest
 from dynamind_lite.envs.sokoban import SokobanEnv, load_levels, solve
 from dynamind_lite.paths import level_file
 from dynamind_lite.search import ExactValue, RandomPolicy, build_tree
-from dynamind_lite.viz import COLOURS, SokobanPlayer, board_image, draw_tree, play, plot_returns, show_board, \
-    show_boards, tree_explorer
+from dynamind_lite.envs.render import COLOURS, board_image
+from dynamind_lite.viz import SokobanPlayer, draw_tree, play, plot_returns, show_board, show_boards, tree_explorer
 
 GRID = "#_O\nX√P\nS__"  # every symbol once (not a legal level: two players)
 TILE = 20
@@ -195,3 +195,14 @@ def test_plot_returns_draws_one_bar_per_set_and_policy():
     with pytest.raises(ValueError, match="at least one"):
         plot_returns({})
     plt.close("all")
+
+
+def test_envs_never_import_viz():
+    """The dependency runs one way, viz -> envs: the env draws its own pictures (envs.render)."""
+    import re
+    from pathlib import Path
+
+    envs = Path(__file__).resolve().parent.parent / "dynamind_lite" / "envs"
+    for path in envs.glob("*.py"):
+        assert not re.search(r"^\s*(from|import) dynamind_lite\.viz", path.read_text(), re.MULTILINE), \
+            f"{path.name} imports viz"

@@ -40,6 +40,7 @@ from pathlib import Path
 import gymnasium as gym
 from gymnasium import spaces
 
+from dynamind_lite.envs.render import board_image
 from dynamind_lite.response import ACTIONS, GRID_SYMBOLS, canonical_action
 
 STEP_REWARD = -0.1
@@ -417,7 +418,7 @@ class SokobanEnv(gym.Env):
         max_steps: the step budget; the step that spends it unsolved is ``truncated``.
         size: (height, width) of generated levels (``reset`` without a grid).
         num_boxes: boxes in generated levels.
-        render_mode: ``"ansi"`` (board text) or ``"rgb_array"`` (an image, see ``dynamind_lite.viz``).
+        render_mode: ``"ansi"`` (board text) or ``"rgb_array"`` (an image, ``envs.render.board_image``).
 
     ``reset(seed=s, options={"grid": text})`` plays a given level; ``reset(seed=s)``
     generates one. ``step("Up")`` returns ``(board_text, reward, terminated,
@@ -481,8 +482,6 @@ class SokobanEnv(gym.Env):
 
     def render(self):
         if self.render_mode == "rgb_array":
-            from dynamind_lite.viz import board_image
-
             return board_image(self.render_text())
         return self.render_text()
 
