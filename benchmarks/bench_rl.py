@@ -23,6 +23,7 @@ Nothing is asserted; figures only::
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import time
@@ -99,8 +100,6 @@ def main() -> None:
     logprob_s = time.perf_counter() - started
 
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.rl_learning_rate)
-    import copy
-
     ref_model = copy.deepcopy(model).eval() if cfg.rl_beta and cfg.full_finetune else None
     started = time.perf_counter()
     stats = policy_update(model, optimizer, tokenizer, samples, epsilon=cfg.rl_clip_epsilon, beta=cfg.rl_beta,

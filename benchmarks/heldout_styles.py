@@ -21,7 +21,6 @@ per optimal solution length. ``--out`` writes every number as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys

@@ -25,7 +25,7 @@ parameters) by field name and validates them before anything heavy runs.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import get_type_hints
 
 BACKENDS = ("hf", "vllm", "openai")

@@ -395,6 +395,59 @@ def evaluate_generator(
     return episode_metrics(records), records
 
 
+STAGE2_SPLITS = ("id_test", "ood_test", "style_test_random_placement")
+"""The splits notebook 06 plays every model on: ID, OOD and the held-out generator style."""
+
+
+def evaluation_key(model: str, split: str, limit: int | None) -> str:
+    """The key of one (model, split, level limit) result in an evaluation cache: ``"name|split|limit"``."""
+    return f"{model}|{split}|{limit}"
+
+
+def evaluate_models(models: dict[str, Any], splits: Sequence[str], cache_file: str | Path, *, limit: int | None,
+                    max_steps: int, history_len: int, generation_config: GenerationConfig, batch_size: int,
+                    seed: int = 0, canvas: int = 0, dtype: str | None = None, device: str | None = None,
+                    known: dict[str, dict] | None = None) -> dict[str, dict]:
+    """Metrics of every model (name -> save_pretrained folder) on every split's first ``limit``
+    levels, keyed by ``evaluation_key`` (``notebooks/06_dyna_grpo.ipynb``).
+
+    Results already in ``cache_file`` or in ``known`` are not computed again; the
+    cache is rewritten atomically after each new result, so an interrupted run
+    keeps what it finished. A model is loaded only when one of its splits is missing.
+    """
+    from dynamind_lite.paths import level_file
+
+    cache_file = Path(cache_file)
+    evaluation = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    for key, metrics in (known or {}).items():
+        evaluation.setdefault(key, metrics)
+    for name, path in models.items():
+        generator = None
+        for split in splits:
+            key = evaluation_key(name, split, limit)
+            if key in evaluation:
+                continue
+            generator = generator or load_generator("hf", str(path), batch_size=batch_size, dtype=dtype, device=device)
+            levels = load_levels(level_file(split), canvas=canvas)[:limit]
+            evaluation[key], _ = evaluate_generator(generator, levels, max_steps=max_steps, history_len=history_len,
+                                                    generation_config=generation_config, batch_size=batch_size,
+                                                    seed=seed)
+            write_json_atomic(cache_file, evaluation)
+    return evaluation
+
+
+def splits_table_markdown(evaluation: dict[str, dict], models: Sequence[str], limit: int | None) -> str:
+    """DISTILL vs +GRPO vs +DYNA-GRPO on ``STAGE2_SPLITS``: success %, Sim Score (ID, held-out), Gen.Token ID."""
+    lines = ["| Method | ID % | OOD % | held-out style % | Sim Score ID | Sim Score held-out | Gen.Token ID |",
+             "|---|---|---|---|---|---|---|"]
+    for name in models:
+        ident, ood, held = (evaluation[evaluation_key(name, split, limit)] for split in STAGE2_SPLITS)
+        lines.append(f"| {name} | {100 * ident['success_rate']:.1f} | {100 * ood['success_rate']:.1f} | "
+                     f"{100 * held['success_rate']:.1f} | {ident['sim_score']:.2f} | {held['sim_score']:.2f} | "
+                     f"{ident['mean_gen_tokens']:.0f} |")
+    return "\n".join(lines)
+
+
 def load_generator(backend: str, model: str, *, batch_size: int, base_url: str | None = None,
                    dtype: str | None = None, device: str | None = None) -> Generator:
     """The policy ``model`` behind ``backend``: ``"hf"`` loads it in this process

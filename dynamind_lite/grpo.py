@@ -51,6 +51,7 @@ Where we depart from the paper, or choose where it is silent, and why:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -292,8 +293,6 @@ def sum_gradients_over_processes(model, accelerator) -> None:
 def reference_forward(model, ref_model):
     """A context for pi_ref's forward pass: the frozen copy, or the policy with its LoRA
     adapters disabled. Returns ``(context manager, the model to call)``."""
-    import contextlib
-
     if ref_model is not None:
         return contextlib.nullcontext(), ref_model
     if not hasattr(model, "disable_adapter"):

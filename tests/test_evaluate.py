@@ -19,6 +19,7 @@ from dynamind_lite.evaluate import (
     sim_score_summary,
     simulation_texts,
 )
+from dynamind_lite.generation import GenerationConfig
 from dynamind_lite.response import format_response, format_rollout
 from dynamind_lite.rollout import EpisodeRecord, StepRecord
 
@@ -306,3 +307,18 @@ def test_evaluate_cli_names_a_hub_model_it_cannot_load(tmp_path, capsys):
     assert code == 1
     assert "dynamind-lite/not-a-cached-model" in capsys.readouterr().err
     assert not (tmp_path / "m.json").exists()
+
+
+def test_evaluate_models_computes_only_what_is_missing(tiny_checkpoint, tmp_path):
+    from dynamind_lite.evaluate import evaluate_models, evaluation_key
+
+    cache = tmp_path / "eval.json"
+    play = dict(limit=2, max_steps=2, history_len=1, generation_config=GenerationConfig(max_new_tokens=8),
+                batch_size=4)
+    known = {evaluation_key("old", "id_test", 2): {"success_rate": 0.5}}
+    first = evaluate_models({"old": "/no/such/model", "new": tiny_checkpoint}, ["id_test"], cache, known=known, **play)
+    assert first[evaluation_key("old", "id_test", 2)] == {"success_rate": 0.5}  # never loaded
+    assert first[evaluation_key("new", "id_test", 2)]["num_levels"] == 2
+    assert json.loads(cache.read_text()) == first
+    again = evaluate_models({"new": "/no/such/model"}, ["id_test"], cache, **play)  # all cached: nothing loads
+    assert again == first

@@ -9,7 +9,7 @@ import torch
 from transformers import TrainerCallback
 
 from dynamind_lite.config import get_preset
-from dynamind_lite.models import build_tokenizer, load_policy
+from dynamind_lite.models import load_policy
 from dynamind_lite.prompts import build_messages
 from dynamind_lite.response import ACTIONS, format_response, format_rollout
 from dynamind_lite.training import LOG_FILE, latest_checkpoint, load_sft_dataset, plot_loss_curve, run_sft
