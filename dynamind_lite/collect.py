@@ -51,7 +51,7 @@ from typing import Any
 
 from dynamind_lite.envs.sokoban import SokobanEnv, load_levels
 from dynamind_lite.io import write_jsonl_atomic
-from dynamind_lite.metrics import wilson_ci95
+from dynamind_lite.metrics import successes_by_optimal_length, wilson_ci95
 from dynamind_lite.progress import Progress
 from dynamind_lite.prompts import build_messages, build_refine_messages
 from dynamind_lite.resim import AggregationRejected, Aggregator, TemplateAggregator, draft_response
@@ -392,6 +392,7 @@ def summarize(episodes: Sequence[ResimEpisode], num_examples: int, tokenizer: An
         "mean_episode_steps": len(steps) / max(len(episodes), 1),
         "env_steps_per_decision": sum(s.env_steps for s in steps) / decisions,
         "tree_nodes_per_decision": sum(s.tree_nodes for s in steps) / decisions,
+        "successes_by_optimal_length": successes_by_optimal_length(episodes),
     }
     if tokenizer is not None:
         lengths = count_tokens((s.response for s in steps), tokenizer)

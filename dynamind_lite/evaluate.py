@@ -57,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 from dynamind_lite.envs.sokoban import is_solved, load_levels, simulate_actions, solution_length, step_grid
 from dynamind_lite.generation import GenerationConfig, Generator, make_generator
 from dynamind_lite.io import write_json_atomic
-from dynamind_lite.metrics import wilson_ci95
+from dynamind_lite.metrics import successes_by_optimal_length, wilson_ci95
 from dynamind_lite.response import parse_answer, parse_rollouts
 from dynamind_lite.rollout import EpisodeRecord, run_episodes
 
@@ -277,7 +277,9 @@ def episode_metrics(records: Sequence[EpisodeRecord]) -> dict[str, Any]:
         "mean_gen_tokens": sum(s.num_tokens for s in steps) / len(steps),
     }
     metrics.update(sim_score_summary(records))
+    metrics["successes_by_optimal_length"] = successes_by_optimal_length(records)
     return metrics
+
 
 
 # --------------------------------------------------------------------------- #
@@ -289,7 +291,7 @@ def _split_columns(metrics: dict[str, Any] | None, suffix: str, *, sim_is_real: 
                    tokens_key: str = "mean_gen_tokens") -> dict[str, Any]:
     """The per-split columns of a results row (``suffix`` "id" or "ood"); all None without metrics."""
     keys = ("success", "ci95", "num_levels", "sim_score", "sim_cell_accuracy", "sim_step_fraction",
-            "mean_gen_tokens", "invalid_action_rate")
+            "mean_gen_tokens", "invalid_action_rate", "successes_by_optimal_length")
     if metrics is None:
         return {f"{key}_{suffix}": None for key in keys}
     return {
@@ -300,6 +302,7 @@ def _split_columns(metrics: dict[str, Any] | None, suffix: str, *, sim_is_real: 
         f"sim_step_fraction_{suffix}": 1.0 if sim_is_real else metrics["sim_step_fraction"],
         f"mean_gen_tokens_{suffix}": metrics.get(tokens_key, 0.0),
         f"invalid_action_rate_{suffix}": 0.0 if sim_is_real else metrics["invalid_action_rate"],
+        f"successes_by_optimal_length_{suffix}": metrics.get("successes_by_optimal_length"),
     }
 
 
