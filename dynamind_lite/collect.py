@@ -54,11 +54,12 @@ from dynamind_lite.io import write_jsonl_atomic
 from dynamind_lite.metrics import successes_by_optimal_length, wilson_ci95
 from dynamind_lite.progress import Progress
 from dynamind_lite.prompts import build_messages, build_refine_messages
-from dynamind_lite.resim import AggregationRejected, Aggregator, TemplateAggregator, draft_response
+from dynamind_lite.resim import AggregationRejected, Aggregator, LLMAggregator, TemplateAggregator, draft_response
 from dynamind_lite.response import ACTIONS, parse_answer
 from dynamind_lite.search import (
     ExactValue,
     HeuristicValue,
+    LLMValueFunction,
     NoisySolverPolicy,
     RandomPolicy,
     RolloutPolicy,
@@ -150,8 +151,6 @@ def make_policy(config: ResimConfig) -> RolloutPolicy:
 def make_value_fn(config: ResimConfig) -> ValueFunction:
     """The value function named by ``config.value``."""
     if config.value == "llm":
-        from dynamind_lite.llm import LLMValueFunction
-
         return LLMValueFunction(_chat_client(config))
     return ExactValue() if config.value == "exact" else HeuristicValue()
 
@@ -159,8 +158,6 @@ def make_value_fn(config: ResimConfig) -> ValueFunction:
 def make_aggregator(config: ResimConfig) -> Aggregator:
     """The aggregator named by ``config.aggregator``."""
     if config.aggregator == "llm":
-        from dynamind_lite.llm import LLMAggregator
-
         return LLMAggregator(_chat_client(config), history_len=config.history_len, seed=config.seed)
     return TemplateAggregator()
 

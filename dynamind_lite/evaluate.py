@@ -52,17 +52,15 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from dynamind_lite.envs.sokoban import is_solved, load_levels, simulate_actions, solution_length, step_grid
 from dynamind_lite.generation import GenerationConfig, Generator, make_generator
 from dynamind_lite.io import write_json_atomic
+from dynamind_lite.llm import ChatClient, LLMError, fill_template, load_template, parse_number, shorten
 from dynamind_lite.metrics import successes_by_optimal_length, wilson_ci95
 from dynamind_lite.response import parse_answer, parse_rollouts
 from dynamind_lite.rollout import EpisodeRecord, run_episodes
-
-if TYPE_CHECKING:
-    from dynamind_lite.llm import ChatClient
 
 # --------------------------------------------------------------------------- #
 # Exact Sim Score (Sokoban)
@@ -235,14 +233,36 @@ def simulation_texts(response: str, observation: str) -> tuple[str, str] | None:
     return simulated, real
 
 
+def llm_sim_score(client: ChatClient, simulated: str, real: str, template: str | None = None,
+                  max_tokens: int = 256) -> float:
+    """How well ``simulated`` matches ``real``, judged by an LLM: a score in [0, 1].
+
+    Introduced in ``notebooks/04_resim_sft.ipynb``. 1 = the simulated future
+    state(s) are the real ones; 0 = unrelated or missing. ``simulated`` is the
+    text the policy wrote (possibly empty), ``real`` what the env rendered.
+
+    Raises LLMError when the judge's answer holds no unambiguous score in [0, 1].
+    """
+    if not isinstance(simulated, str) or not isinstance(real, str):
+        raise ValueError("simulated and real must be strings")
+    if not real.strip():
+        raise ValueError("real must be the non-empty text of the real future state(s)")
+    prompt = fill_template(load_template("sim_judge") if template is None else template,
+                           simulated=simulated.strip("\n") or "(the agent wrote no state)",
+                           real=real.strip("\n"))
+    text = client.chat([{"role": "user", "content": prompt}], max_tokens=max_tokens).text
+    score = parse_number(text, "Score")
+    if score is None or not 0.0 <= score <= 1.0:
+        raise LLMError(f"Sim Score judge {client.model!r}: no score in [0, 1] in its answer: {shorten(repr(text))}")
+    return score
+
+
 def judge_sim_score(client: ChatClient, pairs: Sequence[tuple[str, str]]) -> float:
-    """Sim Score by an LLM judge: mean of ``llm.llm_sim_score(client, simulated, real)``
+    """Sim Score by an LLM judge: mean of ``llm_sim_score(client, simulated, real)``
     over ``pairs`` of (simulated, real) texts, one per step, in [0, 1].
 
     For Sokoban build the pairs with ``simulation_texts``; for an environment
     with free-text states pass the texts directly. Raises ValueError on no pairs."""
-    from dynamind_lite.llm import llm_sim_score  # the LLM stack is only needed here
-
     if not pairs:
         raise ValueError("judge_sim_score needs at least one (simulated, real) pair")
     return sum(llm_sim_score(client, simulated, real) for simulated, real in pairs) / len(pairs)

@@ -1,33 +1,21 @@
-"""LLM parts of RESIM over any OpenAI-compatible server: the chat client, the
-aggregator that writes a^ReSim, a prompted value function and the Sim Score judge.
+"""The chat client that every LLM-backed part of the project shares, over any
+OpenAI-compatible server.
 
-Introduced in ``notebooks/03_resim_aggregation.ipynb`` (the aggregator next to
-the offline ``TemplateAggregator``); the judge is the paper's way of scoring
-simulations (``notebooks/04_resim_sft.ipynb`` scores them exactly instead).
+Introduced in ``notebooks/03_resim_aggregation.ipynb``. Each LLM part lives with
+the paper's design it serves, and talks to its model through ``ChatClient``:
+
+- the aggregator that writes a^ReSim: ``resim.LLMAggregator`` (paper Sec. 3.1);
+- a prompted value function V(s): ``search.LLMValueFunction`` (the search tree);
+- the Sim Score judge: ``evaluate.llm_sim_score`` (evaluation).
 
 The server can be vLLM (``vllm serve MODEL``), ``transformers serve MODEL`` or a
 hosted API: everything goes through the official ``openai`` client, so the same
-code talks to all three.
+code talks to all three. Prompt templates live in ``dynamind_lite/templates``
+(``load_template``, ``fill_template``).
 
-Where we depart from the paper, and why:
-
-- The paper's aggregation prompt is not published. Ours
-  (``templates/resim_aggregate.txt``) asks the LLM to copy every rollout block
-  verbatim, compare, then write ``Best:``/``Plan:`` and answer the plan's first
-  action, in the grammar of ``dynamind_lite.response``. Every answer is checked
-  against the real search tree (``resim.validate_resim_response``) and rejected
-  when wrong, so the data keeps the paper's guarantee that every simulated state
-  is a real one (Sim Score 1.00 for RESIM) even with a small, sloppy aggregator.
-- The paper prompts a model for V only in AndroidWorld; for Sokoban the exact
-  solver value (``search.ExactValue``) is cheaper and correct. ``LLMValueFunction``
-  is here for the general recipe and for comparison.
-- The paper's judge is Qwen3-235B over whole trajectories. Sokoban states can be
-  compared exactly (parse the grids), so the project's Sim Score is exact;
-  ``llm_sim_score`` reproduces the judge setup for one (simulated, real) pair of
-  texts with any model the server has.
-- Servers that split ``<think>...</think>`` into a separate ``reasoning_content``
-  field (transformers serve and vLLM do, for Qwen models) get it glued back, so
-  ``ChatResult.text`` is always the response as the model wrote it.
+Servers that split ``<think>...</think>`` into a separate ``reasoning_content``
+field (transformers serve and vLLM do, for Qwen models) get it glued back, so
+``ChatResult.text`` is always the response as the model wrote it.
 
 Secrets: the API key is read from an environment variable (``api_key_env``) and
 lives only inside the ``openai`` client; it is never in a repr, a pickle, an
@@ -48,10 +36,6 @@ from urllib.parse import urlsplit
 
 import openai
 from openai.types.chat import ChatCompletion
-
-from dynamind_lite.prompts import SYSTEM_PROMPT, build_messages
-from dynamind_lite.resim import AggregationRejected, validate_resim_response
-from dynamind_lite.response import format_rollout
 
 # --------------------------------------------------------------------------- #
 # Errors and templates (plumbing)
@@ -92,7 +76,8 @@ def fill_template(template: str, **fields: str) -> str:
     return template.format(**fields)
 
 
-def _shorten(text: Any, limit: int = 200) -> str:
+def shorten(text: Any, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters for an error message, saying how long it was."""
     text = str(text)
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
 
@@ -210,23 +195,23 @@ class ChatClient:
             raise LLMError(f"{where}: timed out, no answer within {self.timeout:g} s "
                            f"({self.max_retries} retries)") from err
         except openai.APIConnectionError as err:
-            raise LLMError(f"{where}: connection failed ({_shorten(err.__cause__ or err)}); "
+            raise LLMError(f"{where}: connection failed ({shorten(err.__cause__ or err)}); "
                            "is the server running at that address?") from err
         except openai.APIStatusError as err:
             detail = re.sub(r"^Error code: \d+ - ", "", err.message)
-            raise LLMError(f"{where}: HTTP error {err.status_code}: {_shorten(detail)}") from err
+            raise LLMError(f"{where}: HTTP error {err.status_code}: {shorten(detail)}") from err
         except (openai.OpenAIError, ValueError) as err:  # body that is not JSON, or not the schema
             raise LLMError(f"{where}: malformed answer, not a chat completion "
-                           f"({type(err).__name__}: {_shorten(err)})") from err
+                           f"({type(err).__name__}: {shorten(err)})") from err
         return self._read_completion(completion, allow_empty)
 
     def _read_completion(self, completion: Any, allow_empty: bool) -> ChatResult:
         where = self._where()
         if not isinstance(completion, ChatCompletion):
-            raise LLMError(f"{where}: malformed answer, not a chat completion: {_shorten(repr(completion))}")
+            raise LLMError(f"{where}: malformed answer, not a chat completion: {shorten(repr(completion))}")
         choices = completion.choices
         if not choices or getattr(choices[0], "message", None) is None:
-            raise LLMError(f"{where}: malformed answer without any choice/message: {_shorten(repr(completion))}")
+            raise LLMError(f"{where}: malformed answer without any choice/message: {shorten(repr(completion))}")
         message = choices[0].message
         extra = message.model_extra or {}
         reasoning = extra.get("reasoning_content") or extra.get("reasoning")
@@ -252,7 +237,7 @@ def _check_messages(messages: Sequence[dict[str, str]]) -> None:
         if not isinstance(message, dict) or message.get("role") not in ("system", "user", "assistant") \
                 or not isinstance(message.get("content"), str):
             raise ValueError(f"messages[{i}] must be a dict with role system/user/assistant and a string "
-                             f"content, got {_shorten(repr(message), 80)}")
+                             f"content, got {shorten(repr(message), 80)}")
 
 
 # --------------------------------------------------------------------------- #
@@ -284,211 +269,3 @@ def parse_number(text: str, label: str) -> float | None:
     if number is None or not math.isfinite(float(number)):
         return None
     return float(number)
-
-
-# --------------------------------------------------------------------------- #
-# The RESIM aggregator (paper Sec. 3.1): search tree -> one a^ReSim response
-# --------------------------------------------------------------------------- #
-
-
-def aggregation_prompt(observation: str, history: Sequence[tuple[str, str]], tree, template: str | None = None,
-                       history_len: int = 1) -> str:
-    """The aggregation prompt the LLM aggregator sends for ``tree``
-    (``notebooks/03_resim_aggregation.ipynb`` prints one).
-
-    ``template`` (default ``templates/resim_aggregate.txt``) gets the task (the
-    agent's system prompt), the situation (current state with the last
-    ``history_len`` steps, as in ``prompts.build_messages``), and every rollout
-    block of the tree with its real future states and value, in the grammar the
-    answer must copy (``response.format_rollout``).
-    """
-    rollouts = tree.rollouts()
-    if not rollouts:
-        raise AggregationRejected("the search tree has no rollouts to aggregate")
-    situation = build_messages(observation, history, history_len)[1]["content"]
-    blocks = "\n".join(format_rollout(i, r.actions, r.states, r.value) for i, r in enumerate(rollouts, 1))
-    return fill_template(load_template("resim_aggregate") if template is None else template, task=SYSTEM_PROMPT,
-                         situation=situation, num_rollouts=str(len(rollouts)), rollouts=blocks)
-
-
-class LLMAggregator:
-    """Writes a^ReSim for one state with an LLM, and keeps only correct answers.
-
-    Introduced in ``notebooks/03_resim_aggregation.ipynb``. Implements the
-    Aggregator protocol of ``dynamind_lite.resim``.
-
-    Each attempt sends the filled ``resim_aggregate.txt`` prompt (task, current
-    state with the last ``history_len`` steps, every rollout of the tree with its
-    real future states and value), then checks the answer with
-    ``validate_resim_response`` (format, answer is a tree action, plan is a
-    rollout, every written state is the real one). A rejected answer is sent back
-    with the reason, and the model tries again; after ``max_attempts`` rejections
-    ``AggregationRejected`` is raised with every reason. A server failure
-    (``LLMError``) counts as a rejected attempt.
-
-    Counters (for collection reports; cumulative over calls):
-        calls, accepted, failed: aggregate() calls, and how they ended.
-        attempts: requests sent; rejections: attempts that did not pass
-        (server_errors of them were LLMErrors); completion_tokens: tokens generated.
-
-    Args:
-        client: the ChatClient of the aggregator model.
-        max_attempts: tries per state, >= 1.
-        template: prompt template text; default ``templates/resim_aggregate.txt``.
-        history_len: h, past steps shown (as in ``prompts.build_messages``).
-        temperature, max_tokens, seed: sampling settings of each request
-            (attempt k uses seed + k when a seed is given).
-    """
-
-    name = "llm"
-
-    def __init__(self, client: ChatClient, max_attempts: int = 3, template: str | None = None,
-                 history_len: int = 1, temperature: float = 0.0, max_tokens: int = 2048, seed: int | None = None):
-        if not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ValueError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
-        if history_len < 0:
-            raise ValueError(f"history_len must be >= 0, got {history_len}")
-        self.client = client
-        self.max_attempts = max_attempts
-        self.template = load_template("resim_aggregate") if template is None else template
-        self.history_len = history_len
-        self.temperature = temperature
-        self.max_tokens = max_tokens
-        self.seed = seed
-        self.calls = self.accepted = self.failed = 0
-        self.attempts = self.rejections = self.server_errors = self.completion_tokens = 0
-
-    def __repr__(self) -> str:
-        return f"LLMAggregator(client={self.client!r}, max_attempts={self.max_attempts})"
-
-    def stats(self) -> dict[str, int]:
-        """The counters as a dict (JSON-ready)."""
-        return {"calls": self.calls, "accepted": self.accepted, "failed": self.failed,
-                "attempts": self.attempts, "rejections": self.rejections,
-                "server_errors": self.server_errors, "completion_tokens": self.completion_tokens}
-
-    def build_prompt(self, observation: str, history: Sequence[tuple[str, str]], tree) -> str:
-        """The filled aggregation prompt for ``tree`` (the first user message)."""
-        return aggregation_prompt(observation, history, tree, self.template, self.history_len)
-
-    def aggregate(self, observation: str, history: Sequence[tuple[str, str]], tree) -> str:
-        """a^ReSim for ``observation``: a validated ``<think>...</think><answer>A</answer>``.
-
-        Raises AggregationRejected (with the reason of every attempt) when no
-        attempt passes validation."""
-        messages = [{"role": "user", "content": self.build_prompt(observation, history, tree)}]
-        self.calls += 1
-        reasons = []
-        for attempt in range(self.max_attempts):
-            self.attempts += 1
-            seed = None if self.seed is None else self.seed + attempt
-            try:
-                result = self.client.chat(messages, temperature=self.temperature, max_tokens=self.max_tokens,
-                                          seed=seed)
-                self.completion_tokens += result.completion_tokens
-                validate_resim_response(result.text, tree)
-            except LLMError as err:
-                self.rejections += 1
-                self.server_errors += 1
-                reasons.append(f"attempt {attempt + 1}: server error: {err}")
-                continue
-            except AggregationRejected as err:
-                self.rejections += 1
-                reasons.append(f"attempt {attempt + 1}: {err}")
-                # Show the model its answer and what was wrong with it.
-                messages = messages[:1] + [
-                    {"role": "assistant", "content": result.text},
-                    {"role": "user", "content": f"That answer was rejected: {err}. Write the whole answer "
-                                                "again, copying every rollout block exactly and following "
-                                                "the format exactly."},
-                ]
-                continue
-            self.accepted += 1
-            return result.text
-        self.failed += 1
-        raise AggregationRejected(f"LLM aggregator gave no valid a^ReSim in {self.max_attempts} attempts: "
-                                  + "; ".join(reasons))
-
-
-# --------------------------------------------------------------------------- #
-# A prompted value function V(s) (the paper's choice for AndroidWorld)
-# --------------------------------------------------------------------------- #
-
-
-class LLMValueFunction:
-    """V(s) asked from an LLM: the return still to collect from ``observation``.
-
-    Introduced in ``notebooks/03_resim_aggregation.ipynb``. Same units as the
-    value-function protocol of ``dynamind_lite.search`` (and the scale the prompt
-    explains): 10.0 - 0.1 * (n - 1) for a state n >= 1 moves from solved, so
-    solvable states lie in about (7, 10]; -1.0 for an unsolvable state; 0.0 when
-    solved. Answers outside ``value_range`` are rejected, not clipped.
-
-    Args:
-        client: the ChatClient of the model asked for V.
-        template: prompt template text with ``{task}`` and ``{state}``;
-            default ``templates/value_estimate.txt``.
-        value_range: (low, high) accepted values.
-        max_tokens: room for the answer (more for models that reason first).
-
-    Raises LLMError when the answer holds no unambiguous number in range.
-    """
-
-    name = "llm"
-
-    def __init__(self, client: ChatClient, template: str | None = None,
-                 value_range: tuple[float, float] = (-10.0, 10.0), max_tokens: int = 256):
-        low, high = value_range
-        if not low < high:
-            raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}")
-        self.client = client
-        self.template = load_template("value_estimate") if template is None else template
-        self.value_range = (float(low), float(high))
-        self.max_tokens = max_tokens
-
-    def __repr__(self) -> str:
-        return f"LLMValueFunction(client={self.client!r}, value_range={self.value_range!r})"
-
-    def __call__(self, observation: str) -> float:
-        if not isinstance(observation, str) or not observation.strip():
-            raise ValueError("observation must be a non-empty grid text")
-        prompt = fill_template(self.template, task=SYSTEM_PROMPT, state=observation.strip("\n"))
-        text = self.client.chat([{"role": "user", "content": prompt}], max_tokens=self.max_tokens).text
-        value = parse_number(text, "Value")
-        low, high = self.value_range
-        if value is None:
-            raise LLMError(f"value function: no unambiguous number in the answer of {self.client.model!r}: "
-                           f"{_shorten(repr(text))}")
-        if not low <= value <= high:
-            raise LLMError(f"value function: {value} is outside the accepted range [{low}, {high}] "
-                           f"(answer of {self.client.model!r}: {_shorten(repr(text))})")
-        return value
-
-
-# --------------------------------------------------------------------------- #
-# Sim Score by an LLM judge (the paper's Qwen3-235B set-up)
-# --------------------------------------------------------------------------- #
-
-
-def llm_sim_score(client: ChatClient, simulated: str, real: str, template: str | None = None,
-                  max_tokens: int = 256) -> float:
-    """How well ``simulated`` matches ``real``, judged by an LLM: a score in [0, 1].
-
-    Introduced in ``notebooks/04_resim_sft.ipynb``. 1 = the simulated future
-    state(s) are the real ones; 0 = unrelated or missing. ``simulated`` is the
-    text the policy wrote (possibly empty), ``real`` what the env rendered.
-
-    Raises LLMError when the judge's answer holds no unambiguous score in [0, 1].
-    """
-    if not isinstance(simulated, str) or not isinstance(real, str):
-        raise ValueError("simulated and real must be strings")
-    if not real.strip():
-        raise ValueError("real must be the non-empty text of the real future state(s)")
-    prompt = fill_template(load_template("sim_judge") if template is None else template,
-                           simulated=simulated.strip("\n") or "(the agent wrote no state)",
-                           real=real.strip("\n"))
-    text = client.chat([{"role": "user", "content": prompt}], max_tokens=max_tokens).text
-    score = parse_number(text, "Score")
-    if score is None or not 0.0 <= score <= 1.0:
-        raise LLMError(f"Sim Score judge {client.model!r}: no score in [0, 1] in its answer: {_shorten(repr(text))}")
-    return score

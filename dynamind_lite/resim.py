@@ -20,7 +20,7 @@ Where we depart from the paper, and why:
 - The paper aggregates with a general LLM (free-form summaries). The tiny
   preset uses ``TemplateAggregator``: deterministic, offline, and compact (no
   prose per rollout) because a ~5M-parameter model has to learn to write it.
-  ``dynamind_lite.llm.LLMAggregator`` is the paper's way, behind the same
+  ``LLMAggregator`` (below) is the paper's way, behind the same
   ``Aggregator`` protocol, and every LLM answer is checked by
   ``validate_resim_response`` against the real tree.
 - Values are compared as written (one decimal), so the written comparison is
@@ -34,6 +34,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from dynamind_lite.envs.sokoban import step_grid
+from dynamind_lite.llm import ChatClient, LLMError, fill_template, load_template
+from dynamind_lite.prompts import SYSTEM_PROMPT, build_messages
 from dynamind_lite.response import (
     ACTIONS,
     format_response,
@@ -212,3 +214,127 @@ def draft_response(tree: SearchTree, rng, wrong_state_prob: float = 0.5) -> tupl
     blocks.append(f"Plan: {' '.join(rollouts[chosen].actions)}")
     draft = format_response("\n".join(blocks), rollouts[chosen].actions[0])
     return draft, list(zip(rollouts[chosen].actions, rollouts[chosen].states))
+
+
+# --------------------------------------------------------------------------- #
+# The RESIM aggregator (paper Sec. 3.1): search tree -> one a^ReSim response
+# --------------------------------------------------------------------------- #
+
+
+def aggregation_prompt(observation: str, history: Sequence[tuple[str, str]], tree, template: str | None = None,
+                       history_len: int = 1) -> str:
+    """The aggregation prompt the LLM aggregator sends for ``tree``
+    (``notebooks/03_resim_aggregation.ipynb`` prints one).
+
+    ``template`` (default ``templates/resim_aggregate.txt``) gets the task (the
+    agent's system prompt), the situation (current state with the last
+    ``history_len`` steps, as in ``prompts.build_messages``), and every rollout
+    block of the tree with its real future states and value, in the grammar the
+    answer must copy (``response.format_rollout``).
+    """
+    rollouts = tree.rollouts()
+    if not rollouts:
+        raise AggregationRejected("the search tree has no rollouts to aggregate")
+    situation = build_messages(observation, history, history_len)[1]["content"]
+    blocks = "\n".join(format_rollout(i, r.actions, r.states, r.value) for i, r in enumerate(rollouts, 1))
+    return fill_template(load_template("resim_aggregate") if template is None else template, task=SYSTEM_PROMPT,
+                         situation=situation, num_rollouts=str(len(rollouts)), rollouts=blocks)
+
+
+class LLMAggregator:
+    """Writes a^ReSim for one state with an LLM, and keeps only correct answers.
+
+    Introduced in ``notebooks/03_resim_aggregation.ipynb``. Implements the
+    Aggregator protocol of ``dynamind_lite.resim``.
+
+    Each attempt sends the filled ``resim_aggregate.txt`` prompt (task, current
+    state with the last ``history_len`` steps, every rollout of the tree with its
+    real future states and value), then checks the answer with
+    ``validate_resim_response`` (format, answer is a tree action, plan is a
+    rollout, every written state is the real one). A rejected answer is sent back
+    with the reason, and the model tries again; after ``max_attempts`` rejections
+    ``AggregationRejected`` is raised with every reason. A server failure
+    (``LLMError``) counts as a rejected attempt.
+
+    Counters (for collection reports; cumulative over calls):
+        calls, accepted, failed: aggregate() calls, and how they ended.
+        attempts: requests sent; rejections: attempts that did not pass
+        (server_errors of them were LLMErrors); completion_tokens: tokens generated.
+
+    Args:
+        client: the ChatClient of the aggregator model.
+        max_attempts: tries per state, >= 1.
+        template: prompt template text; default ``templates/resim_aggregate.txt``.
+        history_len: h, past steps shown (as in ``prompts.build_messages``).
+        temperature, max_tokens, seed: sampling settings of each request
+            (attempt k uses seed + k when a seed is given).
+    """
+
+    name = "llm"
+
+    def __init__(self, client: ChatClient, max_attempts: int = 3, template: str | None = None,
+                 history_len: int = 1, temperature: float = 0.0, max_tokens: int = 2048, seed: int | None = None):
+        if not isinstance(max_attempts, int) or max_attempts < 1:
+            raise ValueError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
+        if history_len < 0:
+            raise ValueError(f"history_len must be >= 0, got {history_len}")
+        self.client = client
+        self.max_attempts = max_attempts
+        self.template = load_template("resim_aggregate") if template is None else template
+        self.history_len = history_len
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.seed = seed
+        self.calls = self.accepted = self.failed = 0
+        self.attempts = self.rejections = self.server_errors = self.completion_tokens = 0
+
+    def __repr__(self) -> str:
+        return f"LLMAggregator(client={self.client!r}, max_attempts={self.max_attempts})"
+
+    def stats(self) -> dict[str, int]:
+        """The counters as a dict (JSON-ready)."""
+        return {"calls": self.calls, "accepted": self.accepted, "failed": self.failed,
+                "attempts": self.attempts, "rejections": self.rejections,
+                "server_errors": self.server_errors, "completion_tokens": self.completion_tokens}
+
+    def build_prompt(self, observation: str, history: Sequence[tuple[str, str]], tree) -> str:
+        """The filled aggregation prompt for ``tree`` (the first user message)."""
+        return aggregation_prompt(observation, history, tree, self.template, self.history_len)
+
+    def aggregate(self, observation: str, history: Sequence[tuple[str, str]], tree) -> str:
+        """a^ReSim for ``observation``: a validated ``<think>...</think><answer>A</answer>``.
+
+        Raises AggregationRejected (with the reason of every attempt) when no
+        attempt passes validation."""
+        messages = [{"role": "user", "content": self.build_prompt(observation, history, tree)}]
+        self.calls += 1
+        reasons = []
+        for attempt in range(self.max_attempts):
+            self.attempts += 1
+            seed = None if self.seed is None else self.seed + attempt
+            try:
+                result = self.client.chat(messages, temperature=self.temperature, max_tokens=self.max_tokens,
+                                          seed=seed)
+                self.completion_tokens += result.completion_tokens
+                validate_resim_response(result.text, tree)
+            except LLMError as err:
+                self.rejections += 1
+                self.server_errors += 1
+                reasons.append(f"attempt {attempt + 1}: server error: {err}")
+                continue
+            except AggregationRejected as err:
+                self.rejections += 1
+                reasons.append(f"attempt {attempt + 1}: {err}")
+                # Show the model its answer and what was wrong with it.
+                messages = messages[:1] + [
+                    {"role": "assistant", "content": result.text},
+                    {"role": "user", "content": f"That answer was rejected: {err}. Write the whole answer "
+                                                "again, copying every rollout block exactly and following "
+                                                "the format exactly."},
+                ]
+                continue
+            self.accepted += 1
+            return result.text
+        self.failed += 1
+        raise AggregationRejected(f"LLM aggregator gave no valid a^ReSim in {self.max_attempts} attempts: "
+                                  + "; ".join(reasons))

@@ -21,7 +21,7 @@ Three small interfaces, so that each piece can be swapped:
 - a rollout policy ``policy(observation, rng, exclude=()) -> action``
   (``RandomPolicy``, ``NoisySolverPolicy``, ``GeneratorPolicy`` for any LLM);
 - a value function ``value_fn(observation) -> float``, V(s) in reward units
-  (``ExactValue``, ``HeuristicValue``; ``llm.LLMValueFunction``);
+  (``ExactValue``, ``HeuristicValue``, ``LLMValueFunction``);
 - the environment: snapshot/restore when it has them (Sokoban), otherwise
   reset-and-replay from a ``ReplayState`` (text games without snapshots).
 
@@ -48,7 +48,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from dynamind_lite.envs import sokoban
 from dynamind_lite.generation import GenerationConfig, Generator
-from dynamind_lite.prompts import build_messages
+from dynamind_lite.llm import ChatClient, LLMError, fill_template, load_template, parse_number, shorten
+from dynamind_lite.prompts import SYSTEM_PROMPT, build_messages
 from dynamind_lite.response import ACTIONS, parse_answer
 
 UNSOLVABLE_VALUE = -1.0
@@ -383,6 +384,61 @@ class HeuristicValue:
                      for chosen in permutations(targets, len(boxes)))
         walk = min(manhattan(player, b) for b in boxes) - 1
         return value_from_moves(pushes + walk)
+
+
+# --------------------------------------------------------------------------- #
+# A prompted value function V(s) (the paper's choice for AndroidWorld)
+# --------------------------------------------------------------------------- #
+
+
+class LLMValueFunction:
+    """V(s) asked from an LLM: the return still to collect from ``observation``.
+
+    Introduced in ``notebooks/03_resim_aggregation.ipynb``. Same units as the
+    value-function protocol of ``dynamind_lite.search`` (and the scale the prompt
+    explains): 10.0 - 0.1 * (n - 1) for a state n >= 1 moves from solved, so
+    solvable states lie in about (7, 10]; -1.0 for an unsolvable state; 0.0 when
+    solved. Answers outside ``value_range`` are rejected, not clipped.
+
+    Args:
+        client: the ChatClient of the model asked for V.
+        template: prompt template text with ``{task}`` and ``{state}``;
+            default ``templates/value_estimate.txt``.
+        value_range: (low, high) accepted values.
+        max_tokens: room for the answer (more for models that reason first).
+
+    Raises LLMError when the answer holds no unambiguous number in range.
+    """
+
+    name = "llm"
+
+    def __init__(self, client: ChatClient, template: str | None = None,
+                 value_range: tuple[float, float] = (-10.0, 10.0), max_tokens: int = 256):
+        low, high = value_range
+        if not low < high:
+            raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}")
+        self.client = client
+        self.template = load_template("value_estimate") if template is None else template
+        self.value_range = (float(low), float(high))
+        self.max_tokens = max_tokens
+
+    def __repr__(self) -> str:
+        return f"LLMValueFunction(client={self.client!r}, value_range={self.value_range!r})"
+
+    def __call__(self, observation: str) -> float:
+        if not isinstance(observation, str) or not observation.strip():
+            raise ValueError("observation must be a non-empty grid text")
+        prompt = fill_template(self.template, task=SYSTEM_PROMPT, state=observation.strip("\n"))
+        text = self.client.chat([{"role": "user", "content": prompt}], max_tokens=self.max_tokens).text
+        value = parse_number(text, "Value")
+        low, high = self.value_range
+        if value is None:
+            raise LLMError(f"value function: no unambiguous number in the answer of {self.client.model!r}: "
+                           f"{shorten(repr(text))}")
+        if not low <= value <= high:
+            raise LLMError(f"value function: {value} is outside the accepted range [{low}, {high}] "
+                           f"(answer of {self.client.model!r}: {shorten(repr(text))})")
+        return value
 
 
 # =========================================================================== #

@@ -209,7 +209,8 @@ def test_illegal_policy_leaves_no_partial_file(id_levels, tmp_path, workers):
 
 @pytest.mark.parametrize("server", ["garbage", "silent"])
 def test_llm_aggregator_failures_are_counted_rejections(id_levels, tmp_path, server):
-    from dynamind_lite.llm import ChatClient, LLMAggregator
+    from dynamind_lite.llm import ChatClient
+    from dynamind_lite.resim import LLMAggregator
     from tests.openai_server import ScriptedChatServer, SilentServer
 
     with (ScriptedChatServer(mode="garbage") if server == "garbage" else SilentServer()) as srv:

@@ -21,20 +21,11 @@ import pytest
 from dynamind_lite.envs.sokoban import SokobanEnv
 from dynamind_lite.generation import Generation, GenerationConfig, make_generator
 from dynamind_lite.generation.openai_compat import OpenAIGenerator
-from dynamind_lite.llm import (
-    ChatClient,
-    ChatResult,
-    LLMAggregator,
-    LLMError,
-    LLMValueFunction,
-    fill_template,
-    llm_sim_score,
-    load_template,
-    parse_number,
-)
-from dynamind_lite.resim import AggregationRejected, TemplateAggregator, validate_resim_response
-from dynamind_lite.response import format_rollout, parse_answer, parse_plan, parse_rollouts
-from dynamind_lite.search import ExactValue, RandomPolicy, build_tree
+from dynamind_lite.evaluate import llm_sim_score
+from dynamind_lite.llm import ChatClient, ChatResult, LLMError, fill_template, load_template, parse_number
+from dynamind_lite.resim import AggregationRejected, LLMAggregator, TemplateAggregator, validate_resim_response
+from dynamind_lite.response import format_rollout, parse_answer, parse_plan
+from dynamind_lite.search import ExactValue, LLMValueFunction, RandomPolicy, build_tree
 from tests.openai_server import ScriptedChatServer, SilentServer, transformers_serve
 
 SECRET = "sk-test-4f9a1c0e7d2b8a6355e1"  # a fake key, set in the environment only

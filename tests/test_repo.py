@@ -94,3 +94,41 @@ def test_notebook_opens_with_the_house_cells(path):
         assert re.search(rf"^{name}\s*=", params, re.MULTILINE), f"parameters cell lacks {name}"
     assert not re.search(r"(api_key|token|secret|password)\s*=", params, re.IGNORECASE), "no secrets as parameters"
     assert "recap" in text[-1].lower(), "last cell is a short recap"
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """The ``dynamind_lite`` modules ``path`` imports at module level (not inside
+    functions, not under ``if TYPE_CHECKING``): the imports that can form a circle."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("dynamind_lite"):
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names if alias.name.startswith("dynamind_lite"))
+    return names
+
+
+def test_the_package_has_no_import_circle():
+    package = ROOT / "dynamind_lite"
+    modules = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
+               for p in package.rglob("*.py")}
+    graph = {name: sorted(m for m in _module_level_imports(path) if m in modules and m != name)
+             for name, path in modules.items()}
+    state: dict[str, str] = {}
+
+    def visit(name: str, stack: list[str]) -> None:
+        state[name] = "open"
+        for target in graph[name]:
+            assert state.get(target) != "open", f"import circle: {' -> '.join(stack + [name, target])}"
+            if target not in state:
+                visit(target, stack + [name])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
+    assert "dynamind_lite.resim" in graph["dynamind_lite.collect"]  # the graph is really read
