@@ -455,3 +455,53 @@ def plot_rl_curves(metrics: dict[str, Sequence[dict]], keys: Sequence[str] = ("s
     axes[0].legend()
     fig.tight_layout()
     return fig
+
+
+def plot_success_vs_sim(points: Sequence[tuple[str, int, float, float]], r: float | None) -> Any:
+    """Success (ID) against Sim Score (ID), one marker per (method, seed), with Pearson r in
+    the title (``notebooks/07_results.ipynb``; ``results.success_sim_points``). Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.5))
+    for method in dict.fromkeys(p[0] for p in points):
+        mine = [p for p in points if p[0] == method]
+        ax.plot([p[2] for p in mine], [100 * p[3] for p in mine], "o", label=method, alpha=0.8)
+    ax.set_xlabel("Sim Score (ID)")
+    ax.set_ylabel("success ID %")
+    ax.set_title("success vs Sim Score" + ("" if r is None else f"  (Pearson r = {r:.2f})"))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_success_by_length(by_length: dict[str, dict[int, list[int]]]) -> Any:
+    """Success % per optimal solution length, one line per method (``results.success_by_length``);
+    the number of levels per length is printed under the axis. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for method, counts in by_length.items():
+        lengths = sorted(counts)
+        ax.plot(lengths, [100 * counts[n][0] / counts[n][1] for n in lengths], "o-", label=method)
+    ax.set_xlabel("optimal solution length (moves), ID and OOD test levels")
+    ax.set_ylabel("success %")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_tokens_per_step(summary: Sequence[dict[str, Any]]) -> Any:
+    """Generated tokens per step on ID, mean over seeds with the seeds' range as error bars
+    (``results.summarise``). Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    rows = [row for row in summary if row.get("mean_gen_tokens_id")]
+    fig, ax = plt.subplots(figsize=(5.5, 3))
+    means = [row["mean_gen_tokens_id"]["mean"] for row in rows]
+    low = [m - row["mean_gen_tokens_id"]["min"] for m, row in zip(means, rows)]
+    high = [row["mean_gen_tokens_id"]["max"] - m for m, row in zip(means, rows)]
+    ax.bar(range(len(rows)), means, yerr=[low, high], capsize=3)
+    ax.set_xticks(range(len(rows)), [row["method"] for row in rows], rotation=20, fontsize=7)
+    ax.set_ylabel("tokens per step (ID)")
+    fig.tight_layout()
+    return fig

@@ -89,30 +89,138 @@ def test_results_rows_keep_the_two_splits_apart():
     json.dumps(row)
 
 
+def _seed_notebook(path, body: str = "") -> None:
+    """A notebook that records its run (seed, and a counter per run) and fails for a
+    seed listed in ``run_dir/../fail``."""
+    _write_notebook(path, body or """
+from pathlib import Path
+fail_file = Path(run_dir).parent / "fail"
+assert not (fail_file.is_file() and str(seed) in fail_file.read_text().split()), f"seed {seed} asked to fail"
+runs = Path(run_dir, "runs.txt")
+runs.write_text(runs.read_text() + "x" if runs.is_file() else "x")
+""")
+
+
+def test_why_run_names_every_reason_to_run_again(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    _write_notebook(source / "row.ipynb", ROW_NOTEBOOK)
+    run_dir = tmp_path / "run"
+    pipeline.run_notebooks(run_dir, preset="tiny", seed=0, smoke=True, notebooks=["row"], source_dir=source,
+                           log=lambda *_: None)
+    executed, parameters = run_dir / "row.ipynb", {"preset": "tiny", "seed": 0, "run_dir": str(run_dir), "smoke": True}
+    assert pipeline.why_run(executed, source / "row.ipynb", parameters) is None
+    assert pipeline.why_run(executed, source / "row.ipynb", parameters | {"seed": 1}) == "its parameters changed"
+    assert pipeline.why_run(tmp_path / "none.ipynb", source / "row.ipynb", parameters) == "not run yet"
+    notebook = json.loads(executed.read_text())
+    notebook["cells"][-1]["metadata"]["papermill"]["status"] = "pending"  # what a killed run leaves
+    executed.write_text(json.dumps(notebook))
+    assert pipeline.why_run(executed, source / "row.ipynb", parameters) == "it stopped part-way"
+    executed.write_text(executed.read_text()[:100])
+    assert pipeline.why_run(executed, source / "row.ipynb", parameters) == "its executed copy is unreadable"
+    pipeline.run_notebooks(run_dir, preset="tiny", seed=0, smoke=True, notebooks=["row"], source_dir=source,
+                           log=lambda *_: None)
+    _write_notebook(source / "row.ipynb", ROW_NOTEBOOK + "\nprint('edited')")
+    assert pipeline.why_run(executed, source / "row.ipynb", parameters) == "the notebook changed since"
+
+
+def test_a_stopped_three_seed_batch_resumes_where_it_stopped(tmp_path):
+    """Seed 1 fails (the batch stops there); started again, seed 0 is skipped and
+    seeds 1 and 2 run; the results notebook runs at the end over all seeds."""
+    source = tmp_path / "src"
+    source.mkdir()
+    _seed_notebook(source / "a.ipynb")
+    _seed_notebook(source / "b.ipynb")
+    _write_notebook(source / "results.ipynb", """
+from pathlib import Path
+seeds = sorted(p.name for p in Path(run_dir).glob("seed-*") if (p / "runs.txt").is_file())
+Path(run_dir, "seen.txt").write_text(" ".join(seeds))
+""")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "fail").write_text("1")
+    batch = dict(preset="tiny", seeds=[0, 1, 2], smoke=True, notebooks=["a", "b"], results_notebook="results",
+                 source_dir=source, log=lambda *_: None)
+    with pytest.raises(RuntimeError, match="notebook a failed"):
+        pipeline.run_batch(run_dir, **batch)
+    assert (run_dir / "seed-0" / "runs.txt").read_text() == "xx"  # a and b ran for seed 0
+    assert not (run_dir / "seed-2").exists() and not (run_dir / "seen.txt").exists()
+
+    (run_dir / "fail").unlink()
+    lines = []
+    timings = pipeline.run_batch(run_dir, **batch | {"log": lines.append})
+    assert timings["seed-0"] == {"a": 0.0, "b": 0.0}  # complete: skipped
+    assert all(t > 0 for t in (*timings["seed-1"].values(), *timings["seed-2"].values()))
+    assert (run_dir / "seed-0" / "runs.txt").read_text() == "xx"
+    assert (run_dir / "seed-1" / "runs.txt").read_text() == "xx" == (run_dir / "seed-2" / "runs.txt").read_text()
+    assert (run_dir / "seen.txt").read_text() == "seed-0 seed-1 seed-2"
+    assert any("seed 0) is complete" in line for line in lines)
+    assert any("it failed last time" in line for line in lines)
+
+
+def test_plan_names_what_runs_and_what_is_skipped(tmp_path):
+    run_dir = tmp_path / "run"
+    lines, seconds = pipeline.plan_lines(run_dir, "tiny", [0, 1], smoke=False)
+    assert lines[1].startswith("  seed 0: 01 run") and "06 run" in lines[2]
+    assert "estimated time" in lines[-1] and seconds > 2 * 800  # two seeds of Stage 1 and 2 on a CPU
+
+
+@pytest.mark.parametrize("preset", ["small", "full"])
+def test_dry_run_prints_the_plan_with_memory_and_time(preset, tmp_path, capsys):
+    import torch
+
+    code = pipeline.main(["--preset", preset, "--run-dir", str(tmp_path / "run"), "--seeds", "0", "1", "2",
+                          "--dry-run"])
+    out = capsys.readouterr().out
+    assert "plan: preset " + preset in out and "seed 2:" in out
+    assert "| SFT (notebook 04) |" in out and "| RL per method (notebook 06) |" in out
+    assert " B parameters" in out and "GiB" in out
+    assert (code == 1) == (torch.cuda.device_count() == 0 or "cannot run here" in out)
+    assert not (tmp_path / "run").exists()  # nothing ran, nothing was made
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--preset", "full", "--name", "x", "--seeds", "0", "0", "--dry-run"], "distinct"),
+    (["--preset", "full", "--name", "x", "--seeds", "-1", "--dry-run"], ">= 0"),
+    (["--preset", "small", "--name", "x", "--run-dir", "y", "--dry-run"], "either --name"),
+    (["--preset", "small", "--run-dir", "/etc/hostname", "--dry-run"], "not a folder"),
+])
+def test_dry_run_fails_clearly_on_bad_input(argv, message, capsys):
+    assert pipeline.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.slow
 @pytest.mark.notebook
 def test_the_pipeline_runs_end_to_end_in_smoke_mode(tmp_path, capsys):
     """The README's main command at smoke size: notebooks 01-06 through papermill
-    into runs/<name>/, the results table printed, and the distilled and RL models
-    (distill/, grpo/, dyna_grpo/) loaded by the evaluate command."""
+    into <run>/seed-0/, notebook 07's table, the distilled and RL models loaded by
+    the evaluate command; started again, every complete notebook is skipped."""
     from dynamind_lite import evaluate
     from dynamind_lite.paths import level_file
 
-    code = pipeline.main(["--preset", "tiny", "--name", "smoke", "--smoke", "--runs-dir", str(tmp_path)])
+    argv = ["--preset", "tiny", "--name", "smoke", "--smoke", "--runs-dir", str(tmp_path)]
+    code = pipeline.main(argv)
     printed = capsys.readouterr()
     assert code == 0, printed.err
-    run = tmp_path / "smoke"
-    assert all((run / f"{name}.ipynb").is_file() for name in pipeline.NOTEBOOKS)
+    run, seed0 = tmp_path / "smoke", tmp_path / "smoke" / "seed-0"
+    assert all((seed0 / f"{name}.ipynb").is_file() for name in pipeline.NOTEBOOKS)
+    assert (run / "07_results.ipynb").is_file() and (run / "results_table.md").is_file()
     results = json.loads((run / "results.json").read_text())
     methods = [row["method"] for row in results["rows"]]
     assert methods == ["REACT (tiny base)", "RESIM (at inference)", "DISTILL(RESIM)", "+GRPO", "+DYNA-GRPO"]
-    assert results["smoke"] is True and set(results["notebook_seconds"]) == set(pipeline.NOTEBOOKS)
+    assert results["smoke"] is True and set(results["notebook_seconds"]["seed-0"]) == set(pipeline.NOTEBOOKS)
     for method in methods:
-        assert f"| {method} |" in printed.out and f"| {method} |" in (run / "results.md").read_text()
+        assert f"| {method} | 1 |" in printed.out and f"| {method} |" in (run / "results.md").read_text()
 
     for model in ("distill", "grpo", "dyna_grpo"):
         out = tmp_path / f"{model}_metrics.json"
-        assert evaluate.main(["--model", str(run / model), "--levels", str(level_file("id_test")), "--out", str(out),
-                              "--limit", "2", "--max-steps", "2", "--max-new-tokens", "16"]) == 0
+        assert evaluate.main(["--model", str(seed0 / model), "--levels", str(level_file("id_test")), "--out",
+                              str(out), "--limit", "2", "--max-steps", "2", "--max-new-tokens", "16"]) == 0
         assert json.loads(out.read_text())["num_levels"] == 2
-    assert len((run / "grpo" / "rl_metrics.jsonl").read_text().splitlines()) == 2
+    assert len((seed0 / "grpo" / "rl_metrics.jsonl").read_text().splitlines()) == 2
+
+    assert pipeline.main(argv) == 0  # resumed: nothing left to run but the table
+    again = json.loads((run / "results.json").read_text())
+    assert set(again["notebook_seconds"]["seed-0"].values()) == {0.0}
+    assert "07 " not in capsys.readouterr().out.split("plan:")[1].split("then")[0]

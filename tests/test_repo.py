@@ -132,3 +132,34 @@ def test_the_package_has_no_import_circle():
         if name not in state:
             visit(name, [])
     assert "dynamind_lite.resim" in graph["dynamind_lite.collect"]  # the graph is really read
+
+
+def _set_repository_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("set_repository", ROOT / "scripts" / "set_repository.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_uses_the_one_repository_setting(path):
+    repo = _set_repository_module().repository()
+    text = path.read_text()
+    cells = ["".join(c["source"]) for c in json.loads(text)["cells"]]
+    assert f"colab.research.google.com/github/{repo}/blob/main/notebooks/{path.name}" in cells[0], "badge"
+    install = next(c for c in cells if c.startswith("# Install"))
+    assert f'"DYNAMIND_LITE_REPOSITORY", "https://github.com/{repo}"' in install, "install cell"
+    addresses = set(re.findall(r"github(?:\.com)?/([A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)", text))
+    assert addresses <= {repo}, f"addresses other than the setting: {addresses - {repo}}"
+
+
+def test_set_repository_restamps_badge_and_install_cell():
+    module = _set_repository_module()
+    notebook = (ROOT / "notebooks" / "01_mdp_sokoban.ipynb").read_text()
+    stamped = module.stamp_notebook(notebook, "someone/fork")
+    assert "colab.research.google.com/github/someone/fork/blob/main/notebooks/01_mdp_sokoban.ipynb" in stamped
+    assert '\\"DYNAMIND_LITE_REPOSITORY\\", \\"https://github.com/someone/fork\\"' in stamped  # JSON-escaped
+    assert module.repository() not in stamped.replace("someone/fork", "")
+    assert module.stamp_notebook(stamped, module.repository()) == notebook  # and back, byte for byte
