@@ -12,8 +12,9 @@ import sys
 COMMANDS = {
     "resim": ("dynamind_lite.collect", "run the RESIM agent over a level file and write SFT data"),
     "evaluate": ("dynamind_lite.evaluate", "play a level file with a model and write metrics JSON"),
+    "sft": ("dynamind_lite.training", "distil RESIM data into a policy with TRL's SFTTrainer (Stage 1)"),
     "rl": ("dynamind_lite.dyna_grpo", "GRPO or Dyna-GRPO from a distilled policy (Stage 2)"),
-    "pipeline": ("dynamind_lite.pipeline", "run notebooks 01-06 end to end with papermill"),
+    "pipeline": ("dynamind_lite.pipeline", "run notebooks 01-07 over seeds with papermill (resumable; --dry-run)"),
 }
 
 

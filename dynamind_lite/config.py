@@ -25,8 +25,10 @@ parameters) by field name and validates them before anything heavy runs.
 from __future__ import annotations
 
 import dataclasses
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import get_type_hints
+from typing import Any, get_type_hints
 
 BACKENDS = ("hf", "vllm", "openai")
 VALUE_FUNCTIONS = ("exact", "heuristic", "llm")
@@ -300,3 +302,17 @@ def get_preset(name: str, **overrides) -> Preset:
         raise ValueError(f"unknown preset field(s) {unknown}; known fields: {sorted(known)}")
     values = {k: (v() if callable(v) else v) for k, v in _PRESETS[name].items() if k not in overrides}
     return Preset(name=name, **values, **overrides)
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["rl_tasks=4", "rl_beta=0.01"]`` -> typed values (JSON when it parses, else the string)."""
+    overrides = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            overrides[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key.strip()] = value
+    return overrides

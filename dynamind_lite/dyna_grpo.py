@@ -58,7 +58,7 @@ from typing import Any
 
 import torch
 
-from dynamind_lite.config import Preset
+from dynamind_lite.config import Preset, parse_overrides
 from dynamind_lite.evaluate import sim_score_summary
 from dynamind_lite.generation import GenerationConfig
 from dynamind_lite.grpo import Sample, episode_samples, group_advantages, grpo_samples, policy_update
@@ -267,6 +267,10 @@ def train_rl(method: str, init: str | os.PathLike, out: str | os.PathLike, prese
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    if accelerator is not None and accelerator.distributed_type.name not in ("NO", "MULTI_GPU", "MULTI_CPU"):
+        raise ValueError(f"the RL update keeps a full replica per process and sums its gradients "
+                         f"(grpo.sum_gradients_over_processes): launch it with a data-parallel config such as "
+                         f"configs/accelerate/ddp_8gpu.yaml, not {accelerator.distributed_type.name}")
 
     # ---- pi_theta (trainable), pi_ref (frozen start), optimiser ----------- #
     device = None if preset.device == "auto" else preset.device
@@ -379,20 +383,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
-    """``["rl_tasks=4", "rl_beta=0.01"]`` -> typed values (JSON when it parses, else the string)."""
-    overrides = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            overrides[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key.strip()] = value
-    return overrides
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m dynamind_lite rl``: 0 on success, 2 on a bad argument."""
     from dynamind_lite.training import resolve_preset
@@ -412,11 +402,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # under accelerate launch / torchrun
         from accelerate import Accelerator
 
-        accelerator = Accelerator()
+        accelerator = Accelerator(cpu=not torch.cuda.is_available())  # on CPUs: gloo (MULTI_CPU), not N lone runs
     result = train_rl(args.method, args.init, args.out, preset, seed=args.seed, iterations=args.iterations,
                       progress=not args.no_progress, accelerator=accelerator)
     if accelerator is None or accelerator.is_main_process:
         last = result.metrics[-1] if result.metrics else {}
         print(json.dumps({"model_dir": result.model_dir, "metrics_file": result.metrics_file,
+                          "num_processes": accelerator.num_processes if accelerator else 1,
                           "iterations": len(result.metrics), "last": last}, indent=2))
     return 0

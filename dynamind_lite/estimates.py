@@ -118,7 +118,7 @@ def model_shape(name_or_path: str) -> ModelShape:
 
 
 @dataclass(frozen=True)
-class Accelerator:
+class GPUKind:
     """A GPU kind the plan is made for."""
 
     name: str
@@ -130,9 +130,9 @@ class Accelerator:
 
 
 ACCELERATORS = {
-    "t4": Accelerator("NVIDIA T4 (free Colab)", 15.0, 65.0, 320.0),
-    "a100": Accelerator("NVIDIA A100 80GB", 80.0, 312.0, 2039.0),
-    "h100": Accelerator("NVIDIA H100 80GB", 80.0, 989.0, 3350.0),
+    "t4": GPUKind("NVIDIA T4 (free Colab)", 15.0, 65.0, 320.0),
+    "a100": GPUKind("NVIDIA A100 80GB", 80.0, 312.0, 2039.0),
+    "h100": GPUKind("NVIDIA H100 80GB", 80.0, 989.0, 3350.0),
 }
 PRESET_HARDWARE = {"small": ("t4", 1), "full": ("h100", 8)}
 """The hardware each GPU preset is planned for: (accelerator, number of GPUs)."""
@@ -175,7 +175,7 @@ def _kv_cache_bytes(shape: ModelShape, sequences: int, tokens: int) -> float:
     return 2 * shape.layers * shape.kv_heads * shape.head_dim * 2 * sequences * tokens
 
 
-def stage_estimates(preset: Preset, shape: ModelShape, gpus: int, accelerator: Accelerator,
+def stage_estimates(preset: Preset, shape: ModelShape, gpus: int, accelerator: GPUKind,
                     sft_examples: int, prompt_tokens: int, response_tokens: int) -> list[StageEstimate]:
     """Memory per GPU and time of SFT, RL (per method) and evaluation for ``preset``.
 

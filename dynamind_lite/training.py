@@ -28,6 +28,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,7 @@ class SFTResult:
     log_history: the Trainer's log entries (``{"step", "loss", "learning_rate", ...}``).
     global_step: optimiser steps done in total (across resumed runs).
     resumed_from: the checkpoint this run continued from, or None.
+    num_processes: processes that trained together (2 or more under ``accelerate launch``).
     """
 
     output_dir: str
@@ -59,6 +61,7 @@ class SFTResult:
     log_history: list[dict]
     global_step: int
     resumed_from: str | None
+    num_processes: int = 1
 
     @property
     def losses(self) -> list[tuple[int, float]]:
@@ -317,11 +320,59 @@ def run_sft(
     resumed_from = latest_checkpoint(output_dir)
     trainer.train(resume_from_checkpoint=resumed_from)
 
-    # ---- save: merged model + loss curve (atomic) ------------------------- #
+    # ---- save: merged model + loss curve (atomic; one process under accelerate launch) ---- #
     model_dir = output_dir / FINAL_DIR
-    merged = merged_model(trainer.model, preset, str(model_name_or_path), device, output_dir)
-    save_pretrained_atomic(merged, trainer.processing_class, model_dir)
     log_history = list(trainer.state.log_history)
-    write_json_atomic(output_dir / LOG_FILE, log_history)
+    if trainer.accelerator.is_main_process:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        merged = merged_model(model, preset, str(model_name_or_path), device, output_dir)
+        save_pretrained_atomic(merged, trainer.processing_class, model_dir)
+        write_json_atomic(output_dir / LOG_FILE, log_history)
+    trainer.accelerator.wait_for_everyone()
     return SFTResult(output_dir=str(output_dir), model_dir=str(model_dir), log_history=log_history,
-                     global_step=trainer.state.global_step, resumed_from=resumed_from)
+                     global_step=trainer.state.global_step, resumed_from=resumed_from,
+                     num_processes=trainer.accelerator.num_processes)
+
+
+# =========================================================================== #
+# Command line: python -m dynamind_lite sft ...
+# =========================================================================== #
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m dynamind_lite sft --model DIR --data FILE --out DIR``: RESIM
+    distillation SFT (``run_sft``) from the command line, the same under
+    ``accelerate launch`` (TRL's trainer shards the batches over the processes).
+    0 on success, 2 on a bad argument (checked before loading anything)."""
+    import argparse
+    import sys
+
+    from dynamind_lite.config import parse_overrides
+
+    parser = argparse.ArgumentParser(prog="python -m dynamind_lite sft",
+                                     description="Distil a^ReSim responses into a policy with TRL's SFTTrainer.")
+    parser.add_argument("--model", required=True, help="base policy: hub id or save_pretrained folder")
+    parser.add_argument("--data", required=True, help="SFT JSONL of notebook 03 / python -m dynamind_lite resim")
+    parser.add_argument("--out", required=True, help="output folder: checkpoints, log_history.json, final/")
+    parser.add_argument("--preset", default="tiny", help="tiny | small | full")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a preset field, e.g. --set sft_max_steps=20 (repeatable)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    try:
+        preset = resolve_preset(args.preset, parse_overrides(args.set))
+        load_sft_dataset(args.data)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    result = run_sft(args.model, args.data, args.out, preset, seed=args.seed, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({"model_dir": result.model_dir, "global_step": result.global_step,
+                          "num_processes": result.num_processes,
+                          "first_loss": result.losses[0][1] if result.losses else None,
+                          "last_loss": result.losses[-1][1] if result.losses else None}, indent=2))
+    return 0
