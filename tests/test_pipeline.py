@@ -192,35 +192,54 @@ def test_dry_run_fails_clearly_on_bad_input(argv, message, capsys):
 
 @pytest.mark.slow
 @pytest.mark.notebook
-def test_the_pipeline_runs_end_to_end_in_smoke_mode(tmp_path, capsys):
-    """The README's main command at smoke size: notebooks 01-06 through papermill
-    into <run>/seed-0/, notebook 07's table, the distilled and RL models loaded by
-    the evaluate command; started again, every complete notebook is skipped."""
+def test_the_pipeline_runs_end_to_end_in_smoke_mode_and_resumes_after_a_kill(tmp_path):
+    """The README's main command at smoke size over two seeds: killed while seed 1's
+    notebook 04 runs, then started again with the same command, it skips every
+    complete notebook and finishes: notebooks 01-06 per seed, notebook 07's table
+    over both seeds, and distilled and RL models that the evaluate command loads."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
     from dynamind_lite import evaluate
     from dynamind_lite.paths import level_file
 
-    argv = ["--preset", "tiny", "--name", "smoke", "--smoke", "--runs-dir", str(tmp_path)]
-    code = pipeline.main(argv)
-    printed = capsys.readouterr()
-    assert code == 0, printed.err
-    run, seed0 = tmp_path / "smoke", tmp_path / "smoke" / "seed-0"
-    assert all((seed0 / f"{name}.ipynb").is_file() for name in pipeline.NOTEBOOKS)
-    assert (run / "07_results.ipynb").is_file() and (run / "results_table.md").is_file()
+    command = [sys.executable, "-m", "dynamind_lite", "pipeline", "--preset", "tiny", "--name", "smoke", "--smoke",
+               "--runs-dir", str(tmp_path), "--seeds", "0", "1"]
+    run, seed0, seed1 = tmp_path / "smoke", tmp_path / "smoke" / "seed-0", tmp_path / "smoke" / "seed-1"
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    deadline = time.monotonic() + 900
+    while not (seed1 / "04_resim_sft.ipynb").is_file():
+        assert first.poll() is None, first.stdout.read()
+        assert time.monotonic() < deadline, "seed 1 never reached notebook 04"
+        time.sleep(0.5)
+    time.sleep(3)
+    os.killpg(first.pid, signal.SIGKILL)  # the pipeline and its notebook kernel, mid-notebook
+    first.wait()
+    assert not (run / "07_results.ipynb").exists()
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    plan = second.stdout.split("plan:")[1].split("then")[0]
+    assert "seed 0: 01 skip, 02 skip, 03 skip, 04 skip, 05 skip, 06 skip" in plan
+    assert "seed 1: 01 skip, 02 skip, 03 skip, 04 run, 05 run, 06 run" in plan
     results = json.loads((run / "results.json").read_text())
-    methods = [row["method"] for row in results["rows"]]
-    assert methods == ["REACT (tiny base)", "RESIM (at inference)", "DISTILL(RESIM)", "+GRPO", "+DYNA-GRPO"]
-    assert results["smoke"] is True and set(results["notebook_seconds"]["seed-0"]) == set(pipeline.NOTEBOOKS)
+    assert set(results["notebook_seconds"]["seed-0"].values()) == {0.0}
+    assert results["notebook_seconds"]["seed-1"]["04_resim_sft"] > 0
+    methods = ["REACT (tiny base)", "RESIM (at inference)", "DISTILL(RESIM)", "+GRPO", "+DYNA-GRPO"]
+    for seed in (0, 1):
+        assert [row["method"] for row in results["rows"] if row["seed"] == seed] == methods
     for method in methods:
-        assert f"| {method} | 1 |" in printed.out and f"| {method} |" in (run / "results.md").read_text()
+        assert f"| {method} | 2 |" in second.stdout, f"{method}: not a two-seed row of notebook 07's table"
+    assert all((folder / f"{name}.ipynb").is_file() for folder in (seed0, seed1) for name in pipeline.NOTEBOOKS)
+    assert (run / "07_results.ipynb").is_file()
 
     for model in ("distill", "grpo", "dyna_grpo"):
         out = tmp_path / f"{model}_metrics.json"
-        assert evaluate.main(["--model", str(seed0 / model), "--levels", str(level_file("id_test")), "--out",
+        assert evaluate.main(["--model", str(seed1 / model), "--levels", str(level_file("id_test")), "--out",
                               str(out), "--limit", "2", "--max-steps", "2", "--max-new-tokens", "16"]) == 0
         assert json.loads(out.read_text())["num_levels"] == 2
-    assert len((seed0 / "grpo" / "rl_metrics.jsonl").read_text().splitlines()) == 2
-
-    assert pipeline.main(argv) == 0  # resumed: nothing left to run but the table
-    again = json.loads((run / "results.json").read_text())
-    assert set(again["notebook_seconds"]["seed-0"].values()) == {0.0}
-    assert "07 " not in capsys.readouterr().out.split("plan:")[1].split("then")[0]
+    assert len((seed1 / "grpo" / "rl_metrics.jsonl").read_text().splitlines()) == 2
