@@ -129,13 +129,13 @@ class GPUKind:
     """Memory bandwidth, GB/s."""
 
 
-ACCELERATORS = {
+GPU_KINDS = {
     "t4": GPUKind("NVIDIA T4 (free Colab)", 15.0, 65.0, 320.0),
     "a100": GPUKind("NVIDIA A100 80GB", 80.0, 312.0, 2039.0),
     "h100": GPUKind("NVIDIA H100 80GB", 80.0, 989.0, 3350.0),
 }
 PRESET_HARDWARE = {"small": ("t4", 1), "full": ("h100", 8)}
-"""The hardware each GPU preset is planned for: (accelerator, number of GPUs)."""
+"""The hardware each GPU preset is planned for: (gpu_kind, number of GPUs)."""
 MFU = 0.35
 """Model FLOPs utilisation assumed for training and prefill."""
 QLORA_SLOWDOWN = 1.5
@@ -175,7 +175,7 @@ def _kv_cache_bytes(shape: ModelShape, sequences: int, tokens: int) -> float:
     return 2 * shape.layers * shape.kv_heads * shape.head_dim * 2 * sequences * tokens
 
 
-def stage_estimates(preset: Preset, shape: ModelShape, gpus: int, accelerator: GPUKind,
+def stage_estimates(preset: Preset, shape: ModelShape, gpus: int, gpu_kind: GPUKind,
                     sft_examples: int, prompt_tokens: int, response_tokens: int) -> list[StageEstimate]:
     """Memory per GPU and time of SFT, RL (per method) and evaluation for ``preset``.
 
@@ -187,12 +187,12 @@ def stage_estimates(preset: Preset, shape: ModelShape, gpus: int, accelerator: G
     if preset.full_finetune:
         weights = 0.0  # the bf16 copy is inside the 16 bytes per parameter
     flops_per_token = (8 if preset.full_finetune else 6) * shape.params
-    throughput = gpus * accelerator.peak_tflops * 1e12 * MFU / (QLORA_SLOWDOWN if preset.load_in_4bit else 1.0)
+    throughput = gpus * gpu_kind.peak_tflops * 1e12 * MFU / (QLORA_SLOWDOWN if preset.load_in_4bit else 1.0)
     sequence = min(preset.sft_max_seq_len, prompt_tokens + response_tokens)
 
     def decode_seconds(episodes: int, steps: int) -> float:
         batches = math.ceil(episodes / max(1, preset.eval_batch_size * gpus))
-        memory_bound = batches * steps * response_tokens * _weight_bytes(shape, preset) / (accelerator.bandwidth_gbs * 1e9)
+        memory_bound = batches * steps * response_tokens * _weight_bytes(shape, preset) / (gpu_kind.bandwidth_gbs * 1e9)
         compute_bound = 2 * shape.params * episodes * steps * (prompt_tokens + response_tokens) / throughput
         return max(memory_bound, compute_bound)
 
@@ -246,7 +246,7 @@ def gpu_notebook_seconds(preset_name: str) -> dict[str, float]:
 
     preset = get_preset(preset_name)
     kind, gpus = PRESET_HARDWARE[preset_name]
-    sft, rl, evaluation = stage_estimates(preset, model_shape(preset.model_name_or_path), gpus, ACCELERATORS[kind],
+    sft, rl, evaluation = stage_estimates(preset, model_shape(preset.model_name_or_path), gpus, GPU_KINDS[kind],
                                           *workload(preset))
     return {"01_mdp_sokoban": 10.0, "02_dfs_search_tree": 10.0, "03_resim_aggregation": 60.0 + 0.1 * preset.num_resim_levels,
             "04_resim_sft": sft.seconds + evaluation.seconds / 2, "05_simrollout": evaluation.seconds / 5,

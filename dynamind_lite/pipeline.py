@@ -241,7 +241,7 @@ def dry_run(run_dir: Path, preset_name: str, seeds: Sequence[int], smoke: bool) 
     import torch
 
     from dynamind_lite.config import get_preset
-    from dynamind_lite.estimates import ACCELERATORS, PRESET_HARDWARE, model_shape, stage_estimates, workload
+    from dynamind_lite.estimates import GPU_KINDS, PRESET_HARDWARE, model_shape, stage_estimates, workload
 
     preset = get_preset(preset_name)
     shape = model_shape(preset.model_name_or_path)
@@ -255,22 +255,22 @@ def dry_run(run_dir: Path, preset_name: str, seeds: Sequence[int], smoke: bool) 
     gpus_visible = torch.cuda.device_count()
     if preset_name in PRESET_HARDWARE:
         kind, gpus = PRESET_HARDWARE[preset_name]
-        accelerator = ACCELERATORS[kind]
-        lines.append(f"planned for: {gpus} x {accelerator.name} ({accelerator.memory_gib:.0f} GiB each)")
+        gpu_kind = GPU_KINDS[kind]
+        lines.append(f"planned for: {gpus} x {gpu_kind.name} ({gpu_kind.memory_gib:.0f} GiB each)")
         lines.append("| stage | weights | optimizer + grads | reference | activations | KV cache | total GiB/GPU | "
                      "time |")
         lines.append("|---|---|---|---|---|---|---|---|")
-        for stage in stage_estimates(preset, shape, gpus, accelerator, *workload(preset)):
+        for stage in stage_estimates(preset, shape, gpus, gpu_kind, *workload(preset)):
             parts = [stage.memory_gib.get(k, 0.0) for k in ("weights", "optimizer+grads", "reference policy",
                                                             "activations", "KV cache")]
             lines.append(f"| {stage.stage} | " + " | ".join(f"{v:.1f}" for v in parts)
                          + f" | {stage.total_gib:.1f} | {stage.seconds / 60:.0f} min |")
-            if stage.total_gib > accelerator.memory_gib:
+            if stage.total_gib > gpu_kind.memory_gib:
                 blockers.append(f"{stage.stage} needs about {stage.total_gib:.0f} GiB per GPU, more than a "
-                                f"{accelerator.name}")
+                                f"{gpu_kind.name}")
         if gpus_visible == 0:
             blockers.append(f"no CUDA GPU is visible (torch {torch.__version__}); the {preset_name} preset needs "
-                            f"{gpus} x {accelerator.name} or similar")
+                            f"{gpus} x {gpu_kind.name} or similar")
         elif gpus_visible < gpus:
             lines.append(f"note: {gpus_visible} GPU(s) visible, planned for {gpus}: expect about "
                          f"{gpus / gpus_visible:.0f}x the time")
