@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of dynamind-lite in the current Python environment.
 #   bash scripts/setup.sh         # the package and its runtime stack
-#   bash scripts/setup.sh --dev   # plus the test tools
+#   bash scripts/setup.sh --dev   # plus the test tools and the alfworld extra the tests play
 # torch is installed only when none is importable, pinned to 2.13.0 (on the
 # project's CPU machines a local CPU wheel; any other version pulls GBs of CUDA
 # packages). An existing torch (Colab, a CUDA workstation) is left untouched.
@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 extras=""
-if [ "${1:-}" = "--dev" ]; then extras="[dev]"; fi
+if [ "${1:-}" = "--dev" ]; then extras="[dev,alfworld]"; fi
 
 if ! "$PYTHON" -c "import torch" >/dev/null 2>&1; then
   echo "setup: no torch found, installing torch==2.13.0"

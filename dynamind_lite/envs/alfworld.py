@@ -1,0 +1,215 @@
+"""ALFWorld as the paper's MDP: a household text game, played through TextWorld.
+
+Beyond Sokoban (issue "Beyond Sokoban: ALFWorld"): the same reward and the same
+step interface as ``envs.sokoban.SokobanEnv``, on ALFWorld's text games, real
+(``$ALFWORLD_DATA``) or generated offline (``envs.mini_alfworld``). Needs the
+optional extra: ``pip install -e ".[alfworld]"`` (alfworld, textworld).
+
+The MDP (S, A, T, R):
+
+- s_t: the text the game printed (``observation``: the TextWorld banner and the
+  "Your task is to: ..." line are stripped; the task is in ``info["task"]``),
+  with the admissible commands in ``info["admissible_commands"]``;
+- a_t: one command, e.g. ``go to sinkbasin 1``; a command that is not admissible
+  (or unparseable, ``None``) is an *invalid action*: the game does not change,
+  the observation is ``Nothing happens.``, and the step counts;
+- R exactly as in Sokoban: ``STEP_REWARD = -0.1`` per non-terminal step,
+  ``SUCCESS_REWARD = +10`` on the step that completes the task,
+  ``FAILURE_REWARD = 0`` on the step that spends the budget (``truncated``);
+- T: TextWorld's PDDL engine with ALFWorld's domain; the budget is
+  ``MAX_STEPS = 50``, as ALFWorld's peers use.
+
+Snapshots are ``reset``-and-replay of the commands played so far (TextWorld's
+state cannot be copied cheaply), as ``search.ReplayState`` expects of text games.
+``info["expert_plan"]`` holds the planner's remaining commands when the env is
+made with ``expert=True`` (the exact value function of RESIM on mini-games).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dynamind_lite.envs.sokoban import FAILURE_REWARD, STEP_REWARD, SUCCESS_REWARD
+
+MAX_STEPS = 50
+"""Step budget T of an ALFWorld episode (ALFWorld's peers: 50)."""
+INVALID_FEEDBACK = "Nothing happens."
+"""What the game prints for a command it cannot play (TextWorld's own words)."""
+REAL_SPLITS = {"id": "valid_seen", "ood": "valid_unseen"}
+"""The paper's ALFWorld test splits under ``$ALFWORLD_DATA/json_2.1.1/``."""
+
+_BANNER = "-= Welcome to TextWorld, ALFRED! =-"
+_TASK_PREFIX = "Your task is to: "
+
+
+def _require_textworld():
+    try:
+        import textworld
+        from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
+        from textworld.envs.pddl import PddlEnv
+    except ImportError:
+        raise ImportError("the ALFWorld env needs the alfworld and textworld packages: "
+                          "pip install -e \".[alfworld]\"") from None
+    return textworld, PddlEnv, AlfredDemangler, AlfredInfos
+
+
+def clean_observation(text: str) -> tuple[str, str | None]:
+    """(observation, task): the game's text without the banner and the task line,
+    and the task text (``None`` when the text has no task line)."""
+    lines, task = [], None
+    for line in text.replace(_BANNER, "").strip().splitlines():
+        if line.startswith(_TASK_PREFIX):
+            task = line[len(_TASK_PREFIX):].strip().rstrip(".")
+        else:
+            lines.append(line)
+    return "\n".join(lines).strip(), task
+
+
+@dataclass(frozen=True)
+class ReplaySnapshot:
+    """A state of the env as the commands that lead to it from reset."""
+
+    commands: tuple[str | None, ...]
+
+
+class AlfWorldEnv:
+    """One ALFWorld game at a time (real or mini), with the paper's reward.
+
+    Args:
+        max_steps: budget T, >= 1 (ALFWorld: 50).
+        expert: also report the planner's remaining plan (``info["expert_plan"]``);
+            it replans at every step (a few ms on mini-games, more on real ones).
+    """
+
+    def __init__(self, max_steps: int = MAX_STEPS, expert: bool = False):
+        if not isinstance(max_steps, int) or max_steps < 1:
+            raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
+        self.max_steps, self.expert = max_steps, expert
+        textworld, pddl_env, demangler, infos = _require_textworld()
+        request = textworld.EnvInfos(admissible_commands=True, won=True, policy_commands=expert)
+        self._env = infos(demangler(pddl_env(request)))
+        self._game: dict | None = None
+        self._state = None
+        self.commands: list[str | None] = []
+        self.task: str | None = None
+        self.observation = ""
+
+    # ---- the MDP ------------------------------------------------------------ #
+
+    def reset(self, game: dict | str | os.PathLike | None = None) -> tuple[str, dict[str, Any]]:
+        """Start ``game`` (a ``.tw-pddl`` dict or file; ``None``: the current game again).
+        Returns ``(observation, info)``."""
+        if game is not None:
+            self._game = json.loads(Path(game).read_text()) if isinstance(game, (str, os.PathLike)) else game
+            self._env.load(self._game)
+        if self._game is None:
+            raise RuntimeError("reset() needs a game the first time")
+        self._state = self._env.reset()
+        self.commands = []
+        self.observation, self.task = clean_observation(self._state["feedback"])
+        return self.observation, self._info(invalid=False)
+
+    def step(self, command: str | None) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        """Play ``command``: ``(observation, reward, terminated, truncated, info)``;
+        ``info["invalid"]`` is True for a command that is not admissible."""
+        if self._state is None:
+            raise RuntimeError("call reset() before step()")
+        if self.done:
+            raise RuntimeError("the episode is over: call reset()")
+        command = None if command is None else " ".join(command.strip().lower().split())
+        invalid = command not in self.admissible_commands
+        if invalid:
+            self.observation = INVALID_FEEDBACK  # the game state does not change
+        else:
+            self._state, _, _ = self._env.step(command)
+            self.observation, _ = clean_observation(self._state["feedback"])
+        self.commands.append(command)
+        terminated = self.won
+        truncated = not terminated and len(self.commands) >= self.max_steps
+        reward = SUCCESS_REWARD if terminated else FAILURE_REWARD if truncated else STEP_REWARD
+        return self.observation, reward, terminated, truncated, self._info(invalid=invalid)
+
+    # ---- state ---------------------------------------------------------------- #
+
+    @property
+    def admissible_commands(self) -> list[str]:
+        return list(self._state["admissible_commands"]) if self._state is not None else []
+
+    @property
+    def won(self) -> bool:
+        return bool(self._state is not None and self._state["won"])
+
+    @property
+    def done(self) -> bool:
+        return self.won or len(self.commands) >= self.max_steps
+
+    def _info(self, invalid: bool) -> dict[str, Any]:
+        info = {"task": self.task, "admissible_commands": self.admissible_commands, "invalid": invalid,
+                "success": self.won, "steps": len(self.commands)}
+        if self.expert:
+            info["expert_plan"] = list(self._state.get("policy_commands") or [])
+        return info
+
+    def snapshot(self) -> ReplaySnapshot:
+        """The current state as the commands played since reset."""
+        return ReplaySnapshot(tuple(self.commands))
+
+    def restore(self, snapshot: ReplaySnapshot) -> str:
+        """Reset and replay ``snapshot``'s commands; returns the observation there."""
+        self.reset()
+        for command in snapshot.commands:
+            self.step(command)
+        return self.observation
+
+
+# --------------------------------------------------------------------------- #
+# Game files: mini-ALFWorld level files and the real ALFWorld data
+# --------------------------------------------------------------------------- #
+
+
+def load_mini_games(path: str | os.PathLike) -> list[dict]:
+    """The game specs of a mini-ALFWorld level file (JSONL, ``data/alfworld/``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no mini-ALFWorld level file at {path}: remake it with "
+                                "python scripts/make_mini_alfworld.py")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def real_game_files(distribution: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The ``game.tw-pddl`` files of the real ALFWorld split for ``"id"`` (valid_seen)
+    or ``"ood"`` (valid_unseen), under ``data_dir`` or ``$ALFWORLD_DATA``.
+    FileNotFoundError saying how to get the data when it is not there."""
+    if distribution not in REAL_SPLITS:
+        raise ValueError(f"distribution must be one of {sorted(REAL_SPLITS)}, got {distribution!r}")
+    root = data_dir or os.environ.get("ALFWORLD_DATA")
+    how = ("download it once on a machine with internet: pip install alfworld && alfworld-download "
+           "(about 2 GB), then export ALFWORLD_DATA=<that folder>; or play the offline mini-ALFWorld "
+           "games of data/alfworld/")
+    if not root:
+        raise FileNotFoundError(f"the real ALFWorld data is not configured: $ALFWORLD_DATA is not set; {how}")
+    split_dir = Path(root) / "json_2.1.1" / REAL_SPLITS[distribution]
+    files = sorted(split_dir.glob("*/trial_*/game.tw-pddl"))
+    if not files:
+        raise FileNotFoundError(f"no ALFWorld games under {split_dir} (expected <task>/trial_*/game.tw-pddl); "
+                                f"{how}")
+    return files
+
+
+def play(env: AlfWorldEnv, game: dict, commands: Sequence[str | None]) -> tuple[float, bool, int]:
+    """Play ``commands`` from the start of ``game`` (stopping when the episode ends):
+    ``(return, success, invalid steps)``."""
+    env.reset(game)
+    total, invalid = 0.0, 0
+    for command in commands:
+        _, reward, terminated, truncated, info = env.step(command)
+        total += reward
+        invalid += info["invalid"]
+        if terminated or truncated:
+            break
+    return total, env.won, invalid
