@@ -21,11 +21,9 @@ per optimal solution length. ``--out`` writes every number as JSON.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 from collections import defaultdict
-from pathlib import Path
 
 SPLITS = {
     "id_test": "reverse_play 6x6/1 (ID)",
@@ -33,17 +31,6 @@ SPLITS = {
     "style_test_random_placement": "random_placement 6x6/1 (held out from every preset)",
     "ood_test": "reverse_play 8x8/2 (OOD)",
 }
-
-
-def cpu_name() -> str:
-    """The CPU model, from /proc/cpuinfo where there is one."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def spread(values: list[float]) -> str:
@@ -67,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from dynamind_lite.envs.sokoban import load_levels
     from dynamind_lite.evaluate import evaluate_generator, load_generator
     from dynamind_lite.paths import level_file
+    from dynamind_lite.results import cpu_name
 
     torch.set_num_threads(args.threads)
     canvas = get_preset(args.preset).board_canvas

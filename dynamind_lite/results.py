@@ -16,6 +16,7 @@ different scale, so the comparison is of the story, not of the values.
 from __future__ import annotations
 
 import json
+import platform
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +39,18 @@ PAPER_SOKOBAN = {
 AVG of ID and OOD %, Sim Score on ID, Gen.Token (x; the paper's normaliser is not stated)."""
 
 _SEED_RE = re.compile(r"^seed-(\d+)$")
+
+
+def cpu_name() -> str:
+    """The CPU model (``/proc/cpuinfo`` where there is one): results name it, since fp32
+    kernels differ between CPU kinds and a trained model's numbers move with them."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def find_seed_dirs(run_dir: str | Path) -> dict[int, Path]:

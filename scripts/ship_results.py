@@ -18,26 +18,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from dynamind_lite.results import cpu_name  # noqa: E402
+
 PER_SEED = ("metrics", "grpo/rl_metrics.jsonl", "dyna_grpo/rl_metrics.jsonl")
 PER_RUN = ("results_table.md", "results_summary.json")
 
-
-def cpu_name() -> str:
-    """The CPU's model name (fp32 results can move between CPU kinds)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main(argv: list[str]) -> int:
