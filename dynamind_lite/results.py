@@ -78,21 +78,26 @@ def load_rows(seed_dirs: dict[int, Path]) -> dict[str, dict[int, dict[str, Any]]
     return {stem: rows[stem] for stem in METHODS if stem in rows}
 
 
-def _stat(values: Sequence[float | None]) -> dict[str, Any] | None:
+def _stat(values: Sequence[float | None], bounds: tuple[float, float] | None = None) -> dict[str, Any] | None:
+    """Mean over seeds with its 95% t-interval (clipped to ``bounds``: a success rate's
+    interval from three seeds can reach past 0 or 1), min, max and n."""
     values = [v for v in values if v is not None]
     if not values:
         return None
     mean, low, high = seed_mean_ci95(values)
+    if bounds is not None:
+        low, high = max(bounds[0], low), min(bounds[1], high)
     return {"mean": mean, "ci95": [low, high], "min": min(values), "max": max(values), "n": len(values)}
 
 
 def summarise(rows: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
     """One summary per method: success ID / OOD / AVG, Sim Score ID, tokens per step
-    on ID and Gen.Token (x base), each ``{"mean", "ci95", "min", "max", "n"}`` over seeds."""
+    on ID and Gen.Token (x base), each ``{"mean", "ci95", "min", "max", "n"}`` over seeds
+    (success intervals clipped to [0, 1])."""
     summary = []
     for stem, by_seed in rows.items():
         seeds = sorted(by_seed)
-        column = {key: _stat([by_seed[s].get(key) for s in seeds])
+        column = {key: _stat([by_seed[s].get(key) for s in seeds], (0.0, 1.0) if key.startswith("success") else None)
                   for key in ("success_id", "success_ood", "success_avg", "sim_score_id", "mean_gen_tokens_id",
                               "gen_token_ratio")}
         summary.append({"stem": stem, "method": by_seed[seeds[0]]["method"], "seeds": seeds, **column})

@@ -498,8 +498,8 @@ def plot_tokens_per_step(summary: Sequence[dict[str, Any]]) -> Any:
     rows = [row for row in summary if row.get("mean_gen_tokens_id")]
     fig, ax = plt.subplots(figsize=(5.5, 3))
     means = [row["mean_gen_tokens_id"]["mean"] for row in rows]
-    low = [m - row["mean_gen_tokens_id"]["min"] for m, row in zip(means, rows)]
-    high = [row["mean_gen_tokens_id"]["max"] - m for m, row in zip(means, rows)]
+    low = [max(0.0, m - row["mean_gen_tokens_id"]["min"]) for m, row in zip(means, rows)]  # >= 0 despite rounding
+    high = [max(0.0, row["mean_gen_tokens_id"]["max"] - m) for m, row in zip(means, rows)]
     ax.bar(range(len(rows)), means, yerr=[low, high], capsize=3)
     ax.set_xticks(range(len(rows)), [row["method"] for row in rows], rotation=20, fontsize=7)
     ax.set_ylabel("tokens per step (ID)")

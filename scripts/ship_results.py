@@ -60,7 +60,7 @@ def main(argv: list[str]) -> int:
         shutil.copy2(run_dir / name, staging / name)
     (staging / "provenance.json").write_text(json.dumps({
         "preset": args.preset, "seeds": [int(p.name.split("-")[1]) for p in seeds], "cpu": cpu_name(),
-        "command": f"python -m dynamind_lite pipeline --preset {args.preset} --run-dir {run_dir.name} --seeds "
+        "command": f"python -m dynamind_lite pipeline --preset {args.preset} --run-dir {args.run_dir} --seeds "
                    + " ".join(p.name.split("-")[1] for p in seeds)}, indent=2) + "\n")
     if destination.exists():
         shutil.rmtree(destination)
