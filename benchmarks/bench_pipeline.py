@@ -37,18 +37,24 @@ def main(argv: list[str] | None = None) -> int:
     else:
         run_dir = Path(args.run_dir)
     results = json.loads((run_dir / "results.json").read_text())
-    seconds = dict(results["notebook_seconds"])
-    log = json.loads((run_dir / "sft" / "log_history.json").read_text())
-    sft = next((entry["train_runtime"] for entry in reversed(log) if "train_runtime" in entry), None)
-    print(f"run: {run_dir} (preset {results['preset']}, seed {results['seed']})")
+    timings = results["notebook_seconds"]
+    if not any(isinstance(v, dict) for v in timings.values()):  # a run made before seed folders existed
+        timings = {f"seed-{results.get('seed', 0)}": timings}
+    print(f"run: {run_dir} (preset {results['preset']}, seeds {results.get('seeds', [results.get('seed')])})")
     print("| phase | seconds |\n|---|---|")
-    for name, value in seconds.items():
-        if name.startswith("04") and sft is not None:
-            print(f"| {name}: SFT (train_runtime) | {sft:.0f} |")
-            print(f"| {name}: loading, evaluation, table | {value - sft:.0f} |")
-        else:
-            print(f"| {name} | {value:.0f} |")
-    print(f"| **notebooks, total** | **{sum(seconds.values()):.0f}** |")
+    for group, seconds in timings.items():
+        log_file = run_dir / group / "sft" / "log_history.json"
+        if not log_file.is_file():
+            log_file = run_dir / "sft" / "log_history.json"
+        log = json.loads(log_file.read_text()) if log_file.is_file() else []
+        sft = next((entry["train_runtime"] for entry in reversed(log) if "train_runtime" in entry), None)
+        for name, value in seconds.items():
+            if name.startswith("04") and sft is not None and value > 0:
+                print(f"| {group} {name}: SFT (train_runtime) | {sft:.0f} |")
+                print(f"| {group} {name}: loading, evaluation, table | {value - sft:.0f} |")
+            else:
+                print(f"| {group} {name}{' (skipped: complete)' if value == 0 else ''} | {value:.0f} |")
+        print(f"| **{group}, total** | **{sum(seconds.values()):.0f}** |")
     print(f"| pipeline total (results.json) | {results['total_seconds']:.0f} |")
     if wall is not None:
         print(f"| command wall time (Python start-up included) | {wall:.0f} |")

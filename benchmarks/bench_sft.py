@@ -13,7 +13,7 @@ to the model; trained: the assistant tokens the loss covers), the padding share
 of the batches and the ratio trainer / plain loop. Nothing is asserted; figures
 only::
 
-    python benchmarks/bench_sft.py --data runs/demo/resim/train.jsonl
+    python benchmarks/bench_sft.py --data runs/demo/seed-0/resim/train.jsonl
     python benchmarks/bench_sft.py --data X.jsonl --mode lora --steps 60 --threads 2
 
 Without ``--data`` a small RESIM file is collected first (the preset's levels, b and d).

@@ -1,6 +1,6 @@
 """Generalisation of distilled policies, per generator style and per optimal solution length (not a test).
 
-    python benchmarks/heldout_styles.py --models runs/demo/distill
+    python benchmarks/heldout_styles.py --models runs/demo/seed-0/distill
     python benchmarks/heldout_styles.py --models runs/seed0/distill runs/seed1/distill runs/seed2/distill --out runs/heldout.json
 
 This script plays, with the evaluate command's code (greedy, step budget 30),

@@ -1,6 +1,6 @@
 """The results table over several seeds: mean [min, max] of every column.
 
-    python benchmarks/seed_spread.py runs/demo runs/demo-seed1 runs/demo-seed2
+    python benchmarks/seed_spread.py runs/tiny3/seed-0 runs/tiny3/seed-1 runs/tiny3/seed-2
 
 Reads ``results.json`` of finished pipeline runs (one per seed, same preset; a
 folder without one counts for the Stage 2 table only) and

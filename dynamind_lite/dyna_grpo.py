@@ -18,7 +18,7 @@ Policy improvement: G standard episodes per task, plain GRPO (``dynamind_lite.gr
 
 Command line::
 
-    python -m dynamind_lite rl --method dyna-grpo --init runs/demo/distill --out runs/demo/dyna_grpo
+    python -m dynamind_lite rl --method dyna-grpo --init runs/demo/seed-0/distill --out runs/demo/seed-0/dyna_grpo
 
 Where we depart from the paper, or choose where it is silent, and why:
 

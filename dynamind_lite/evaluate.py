@@ -39,7 +39,7 @@ The three numbers of the paper's tables, as computed here:
 
 Where we depart from the paper and why: its Sim Score is judged by Qwen3-235B;
 Sokoban states can be compared exactly, which is free, deterministic and
-unbiased. ``judge_sim_score`` keeps the judge route (``llm.llm_sim_score``) for
+unbiased. ``judge_sim_score`` keeps the judge route (``llm_sim_score``) for
 environments whose states are free text, and as a cross-check here.
 """
 
