@@ -34,9 +34,6 @@ from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
-import openai
-from openai.types.chat import ChatCompletion
-
 # --------------------------------------------------------------------------- #
 # Errors and templates (plumbing)
 # --------------------------------------------------------------------------- #
@@ -138,6 +135,8 @@ class ChatClient:
         self.api_key_env = api_key_env
         self.timeout = float(timeout)
         self.max_retries = max_retries
+        import openai  # here, not at module level: the package's RESIM and evaluation import this module
+
         self._client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY",
                                      timeout=self.timeout, max_retries=max_retries)
 
@@ -188,6 +187,8 @@ class ChatClient:
             request["seed"] = int(seed)
         if top_p is not None:
             request["top_p"] = float(top_p)
+        import openai
+
         where = self._where()
         try:
             completion = self._client.chat.completions.create(**request)
@@ -206,6 +207,8 @@ class ChatClient:
         return self._read_completion(completion, allow_empty)
 
     def _read_completion(self, completion: Any, allow_empty: bool) -> ChatResult:
+        from openai.types.chat import ChatCompletion
+
         where = self._where()
         if not isinstance(completion, ChatCompletion):
             raise LLMError(f"{where}: malformed answer, not a chat completion: {shorten(repr(completion))}")
