@@ -17,6 +17,11 @@ One decision of the RESIM agent at time t (paper Sec. 3.1)::
 Command line::
 
     python -m dynamind_lite resim --levels data/sokoban/id_train.jsonl --out runs/dev/resim/train.jsonl --seed 0
+    python -m dynamind_lite resim --env alfworld --levels data/alfworld/id_test.jsonl --out runs/dev/alfworld.jsonl
+
+The same agent plays any world of ``dynamind_lite.worlds`` (``--env``): on
+ALFWorld the rollout policy is the noisy planner and V the planner's remaining
+plan length (``search.NoisyExpertPolicy``, ``search.ExpertPlanValue``).
 
 prints a JSON summary (success_rate, ci95, num_levels, num_examples,
 dropped_episodes, env_steps_per_decision, mean_response_tokens, ...).
@@ -49,17 +54,18 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from dynamind_lite.envs.sokoban import SokobanEnv, load_levels
+from dynamind_lite.envs.sokoban import load_levels
 from dynamind_lite.io import write_jsonl_atomic
 from dynamind_lite.metrics import successes_by_optimal_length, wilson_ci95
 from dynamind_lite.progress import Progress
-from dynamind_lite.prompts import build_messages, build_refine_messages
+from dynamind_lite.prompts import SYSTEM_PROMPT, build_messages, build_refine_messages
 from dynamind_lite.resim import AggregationRejected, Aggregator, LLMAggregator, TemplateAggregator, draft_response
-from dynamind_lite.response import ACTIONS, parse_answer
 from dynamind_lite.search import (
     ExactValue,
+    ExpertPlanValue,
     HeuristicValue,
     LLMValueFunction,
+    NoisyExpertPolicy,
     NoisySolverPolicy,
     RandomPolicy,
     RolloutPolicy,
@@ -67,6 +73,7 @@ from dynamind_lite.search import (
     ValueFunction,
     build_tree,
 )
+from dynamind_lite.worlds import WORLDS, get_world
 
 VALUE_FUNCTIONS = ("exact", "heuristic", "llm")
 POLICIES = ("noisy_solver", "random")
@@ -101,6 +108,9 @@ class ResimConfig:
     history_len: int = field(default=1, metadata={"help": "h: past (state, action) pairs in the prompt, >= 0."})
     max_steps: int = field(default=30, metadata={"help": "Step budget of an episode, >= 1."})
     seed: int = field(default=0, metadata={"help": "Seed; each level's rng is derived from (seed, level id)."})
+    env: str = field(default="sokoban", metadata={
+        "help": f"World the agent plays: one of {tuple(WORLDS)} (dynamind_lite.worlds). On alfworld the noisy "
+                "solver is the planner, exact V its plan length; heuristic and llm parts are Sokoban's only."})
 
     def __post_init__(self) -> None:
         for name, meaning in (("b", "number of rollouts"), ("d", "maximum rollout depth"),
@@ -124,6 +134,10 @@ class ResimConfig:
                              "(the API key is read from the environment variable named by api_key_env)")
         if not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        get_world(self.env)
+        if self.env != "sokoban" and (self.value != "exact" or self.aggregator != "template"):
+            raise ValueError(f"env {self.env!r} supports value 'exact' and aggregator 'template' so far, got "
+                             f"value {self.value!r} and aggregator {self.aggregator!r}")
 
     @classmethod
     def from_preset(cls, preset: Any, **overrides: Any) -> ResimConfig:
@@ -143,13 +157,18 @@ def _chat_client(config: ResimConfig):
     return ChatClient(config.base_url, config.model, api_key_env=config.api_key_env)
 
 
-def make_policy(config: ResimConfig) -> RolloutPolicy:
-    """The rollout policy named by ``config.policy``."""
+def make_policy(config: ResimConfig, env: Any = None) -> RolloutPolicy:
+    """The rollout policy named by ``config.policy`` (text worlds read ``env``: their
+    noisy solver is the planner, and random picks among the admissible commands)."""
+    if config.env != "sokoban":
+        return NoisyExpertPolicy(env, config.epsilon if config.policy == "noisy_solver" else 1.0)
     return NoisySolverPolicy(config.epsilon) if config.policy == "noisy_solver" else RandomPolicy()
 
 
-def make_value_fn(config: ResimConfig) -> ValueFunction:
-    """The value function named by ``config.value``."""
+def make_value_fn(config: ResimConfig, env: Any = None) -> ValueFunction:
+    """The value function named by ``config.value`` (text worlds: the planner's plan length in ``env``)."""
+    if config.env != "sokoban":
+        return ExpertPlanValue(env)
     if config.value == "llm":
         return LLMValueFunction(_chat_client(config))
     return ExactValue() if config.value == "exact" else HeuristicValue()
@@ -159,7 +178,7 @@ def make_aggregator(config: ResimConfig) -> Aggregator:
     """The aggregator named by ``config.aggregator``."""
     if config.aggregator == "llm":
         return LLMAggregator(_chat_client(config), history_len=config.history_len, seed=config.seed)
-    return TemplateAggregator()
+    return TemplateAggregator(commands=get_world(config.env).commands)
 
 
 def default_workers() -> int:
@@ -191,7 +210,9 @@ class ResimStep:
     transitions spent on the search tree (search cost); tree_nodes: nodes of
     that tree (root included); explored: a_t was a random move, not the answer;
     draft: ``(draft response, real futures of its plan)`` from
-    ``resim.draft_response`` when this decision also makes a refine example, else None.
+    ``resim.draft_response`` when this decision also makes a refine example, else None;
+    task, legal_actions: what a text world's prompt shows besides the observation
+    (``prompts.build_messages``), None for Sokoban.
     """
 
     observation: str
@@ -202,14 +223,19 @@ class ResimStep:
     tree_nodes: int
     explored: bool = False
     draft: tuple[str, list[tuple[str, str]]] | None = None
+    task: str | None = None
+    legal_actions: list[str] | None = None
 
 
 @dataclass
 class ResimEpisode:
     """One level played by the RESIM agent: the trajectory (s_t, history, a^ReSim_t, r_t).
 
-    level_id, grid: which level; steps: the decisions; success: solved;
-    rejected: why the aggregator gave up (the episode stopped there), else None.
+    level_id, grid: which level (text worlds: ``grid`` is empty); steps: the
+    decisions; success: solved; rejected: why the aggregator gave up (the episode
+    stopped there), else None; optimal_length: moves of an optimal solution from
+    the start when the world knows it without the grid (the planner's), else None;
+    system_prompt: the world's system message.
     """
 
     level_id: str
@@ -217,6 +243,8 @@ class ResimEpisode:
     steps: list[ResimStep] = field(default_factory=list)
     success: bool = False
     rejected: str | None = None
+    optimal_length: int | None = None
+    system_prompt: str = SYSTEM_PROMPT
 
     def history(self, t: int) -> list[tuple[str, str]]:
         """The (state, action) pairs before step t, oldest first."""
@@ -229,11 +257,13 @@ class ResimEpisode:
         rows = []
         for t, step in enumerate(self.steps):
             answer = [{"role": "assistant", "content": step.response}]
-            rows.append({"messages": build_messages(step.observation, self.history(t), history_len) + answer})
+            context = dict(system_prompt=self.system_prompt, task=step.task, legal_actions=step.legal_actions)
+            rows.append({"messages": build_messages(step.observation, self.history(t), history_len, **context)
+                         + answer})
             if step.draft is not None:
                 draft, futures = step.draft
                 rows.append({"messages": build_refine_messages(step.observation, self.history(t), history_len,
-                                                               draft, futures) + answer})
+                                                               draft, futures, **context) + answer})
         return rows
 
 
@@ -248,20 +278,27 @@ def run_resim_episode(level: dict, config: ResimConfig, policy: RolloutPolicy | 
     """Play one level with the RESIM agent (``notebooks/03_resim_aggregation.ipynb``).
 
     Args:
-        level: ``{"id": ..., "grid": ...}`` (a row of a level file).
-        config: b, d, max_steps, seed, and the named parts used when the
-            ``policy``/``value_fn``/``aggregator`` arguments are None.
+        level: a row of a level file of ``config.env``'s world (Sokoban: ``{"id", "grid"}``).
+        config: b, d, max_steps, seed, env, and the named parts used when the
+            ``policy``/``value_fn``/``aggregator`` arguments are None (a policy or
+            value function that reads the env must be given one that plays in the
+            episode's env: leave them None for text worlds).
         on_tree: optional ``callback(t, tree, response)`` called at each decision
             (the notebook uses it to show the agent thinking).
     """
-    policy = make_policy(config) if policy is None else policy
-    value_fn = make_value_fn(config) if value_fn is None else value_fn
-    aggregator = make_aggregator(config) if aggregator is None else aggregator
+    world = get_world(config.env)
+    level_state, _ = world.check_level(level, 0)
     level_id = str(level.get("id", ""))
+    text_world = world.commands
+    env = world.make_env(config.max_steps, expert=text_world)
+    policy = make_policy(config, env) if policy is None else policy
+    value_fn = make_value_fn(config, env) if value_fn is None else value_fn
+    aggregator = make_aggregator(config) if aggregator is None else aggregator
     rng = random.Random(level_seed(config.seed, level_id))
-    env = SokobanEnv(max_steps=config.max_steps)
-    observation, _ = env.reset(options={"grid": level["grid"]})
-    episode = ResimEpisode(level_id=level_id, grid=level["grid"])
+    observation = world.start(env, level_state)
+    episode = ResimEpisode(level_id=level_id, grid="" if text_world else level["grid"],
+                           optimal_length=len(env.expert_plan) if text_world else None,
+                           system_prompt=world.system_prompt)
     done = False
     while not done:
         tree = build_tree(env, env.snapshot(), policy, config.b, config.d, value_fn, rng)  # T_t
@@ -271,19 +308,21 @@ def run_resim_episode(level: dict, config: ResimConfig, policy: RolloutPolicy | 
         except AggregationRejected as err:
             episode.rejected = str(err)
             break
-        action = parse_answer(response)  # a_t
+        action = world.parse_answer(response)  # a_t
         if action is None:
             raise ValueError(f"aggregator {aggregator!r} returned a response without a valid answer: {response!r}")
         if on_tree is not None:
             on_tree(len(episode.steps), tree, response)
-        draft = draft_response(tree, rng) if config.refine > 0 and rng.random() < config.refine else None
+        draft = (draft_response(tree, rng, commands=text_world)
+                 if config.refine > 0 and rng.random() < config.refine else None)
         explored = config.explore > 0 and rng.random() < config.explore  # off-path: a random move, not a_t
         if explored:
-            action = rng.choice(ACTIONS)
+            action = world.random_action(env, rng)
+        task, legal = (env.task, env.legal_actions()) if text_world else (None, None)
         next_observation, reward, terminated, truncated, info = env.step(action)
         episode.steps.append(ResimStep(observation=observation, response=response, action=action,
                                        reward=float(reward), env_steps=tree.env_steps, tree_nodes=tree.num_nodes(),
-                                       explored=explored, draft=draft))
+                                       explored=explored, draft=draft, task=task, legal_actions=legal))
         observation, done = next_observation, terminated or truncated
         episode.success = bool(info.get("success"))
     return episode
@@ -412,6 +451,15 @@ def collect_sft_data(levels: Sequence[dict], out: str | os.PathLike, config: Res
     return summarize(episodes, len(rows), tokenizer, tokenizer_name)
 
 
+def load_world_levels(env: str, path: str | os.PathLike, canvas: int = 0) -> list[dict]:
+    """The levels of ``path`` in world ``env`` (Sokoban boards on a fixed ``canvas`` when > 0)."""
+    if env == "sokoban":
+        return load_levels(path, canvas=canvas)
+    if canvas:
+        raise ValueError(f"canvas applies to Sokoban boards only, not to env {env!r}")
+    return get_world(env).load_levels(path)
+
+
 def evaluate_resim(splits: dict[str, str | os.PathLike], config: ResimConfig, limit: int | None = None,
                    workers: int = 1, progress: bool = True, tokenizer: Any = None,
                    tokenizer_name: str | None = None, canvas: int = 0) -> dict[str, Any]:
@@ -428,7 +476,7 @@ def evaluate_resim(splits: dict[str, str | os.PathLike], config: ResimConfig, li
     config = replace(config, explore=0.0, refine=0.0)  # at inference the agent plays its answers
     results = {}
     for name, path in splits.items():
-        levels = load_levels(path, canvas=canvas)[:limit]
+        levels = load_world_levels(config.env, path, canvas)[:limit]
         episodes = collect_episodes(levels, config, workers=workers, progress=progress)
         results[name] = summarize(episodes, len(sft_rows(episodes, config.history_len)), tokenizer,
                                   tokenizer_name)
@@ -445,10 +493,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m dynamind_lite resim",
         description="Run the RESIM agent over a level file and write SFT data (JSONL chat messages) "
                     "of its successful episodes; prints a JSON summary.")
-    parser.add_argument("--levels", required=True, help="Level file (JSONL with id, grid), e.g. data/sokoban/id_train.jsonl.")
+    parser.add_argument("--levels", required=True,
+                        help="Level file (JSONL), e.g. data/sokoban/id_train.jsonl or data/alfworld/id_train.jsonl; "
+                             "with --env alfworld also a folder of real games (<task>/trial_*/game.tw-pddl).")
     parser.add_argument("--out", required=True, help="Output SFT JSONL path (written atomically).")
     helps = {f.name: f.metadata["help"] for f in fields(ResimConfig)}
     defaults = ResimConfig()
+    parser.add_argument("--env", choices=tuple(WORLDS), default=defaults.env, help=helps["env"])
     parser.add_argument("--seed", type=int, default=defaults.seed, help=helps["seed"])
     parser.add_argument("--b", type=int, default=defaults.b, help=helps["b"])
     parser.add_argument("--d", type=int, default=defaults.d, help=helps["d"])
@@ -462,7 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", default=None, help=helps["model"])
     parser.add_argument("--api-key-env", default=defaults.api_key_env, help=helps["api_key_env"])
     parser.add_argument("--history-len", type=int, default=defaults.history_len, help=helps["history_len"])
-    parser.add_argument("--max-steps", type=int, default=defaults.max_steps, help=helps["max_steps"])
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help=helps["max_steps"] + " Default: the world's (Sokoban 30, ALFWorld 50).")
     parser.add_argument("--limit", type=int, default=None, help="Play only the first N levels, N >= 1.")
     parser.add_argument("--canvas", type=int, default=0,
                         help="Play every board on a fixed CANVAS x CANVAS layout (0: as it is; the tiny preset uses 8).")
@@ -482,19 +534,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = ResimConfig(b=args.b, d=args.d, value=args.value, policy=args.policy, epsilon=args.epsilon,
                              explore=args.explore, refine=args.refine, aggregator=args.aggregator, base_url=args.base_url, model=args.model,
                              api_key_env=args.api_key_env, history_len=args.history_len,
-                             max_steps=args.max_steps, seed=args.seed)
+                             max_steps=args.max_steps or get_world(args.env).default_max_steps, seed=args.seed,
+                             env=args.env)
         if args.limit is not None and args.limit < 1:
             raise ValueError(f"--limit must be >= 1, got {args.limit}")
         if args.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {args.workers}")
-        if not Path(args.levels).is_file():
+        if not (Path(args.levels).is_file() or (args.env != "sokoban" and Path(args.levels).is_dir())):
             raise ValueError(f"--levels: no such file {args.levels!r}")
         if Path(args.out).is_dir():
             raise ValueError(f"--out must be a file path, {args.out!r} is a folder")
-        levels = load_levels(args.levels, canvas=args.canvas)[:args.limit]
+        levels = load_world_levels(args.env, args.levels, args.canvas)[:args.limit]
         if not levels:
             raise ValueError(f"--levels: {args.levels!r} holds no levels")
-    except ValueError as err:
+        get_world(args.env).check_installed()
+    except (ValueError, FileNotFoundError, ImportError) as err:
         parser.error(str(err))
     tokenizer, tokenizer_name = load_tokenizer(args.tokenizer)
     summary = collect_sft_data(levels, args.out, config, workers=args.workers, progress=not args.no_progress,

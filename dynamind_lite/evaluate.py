@@ -37,6 +37,12 @@ The three numbers of the paper's tables, as computed here:
   ratio to the base model on the same levels (``gen_token_ratio``) when a base
   model is given.
 
+- **Sim Score (exact, text worlds)**: the same rules, with the real state found
+  by playing the plan prefix in the env from the step's snapshot
+  (``simrollout.execute_plan``) and compared as text, line by line
+  (``compare_simulated_texts``); a command that is not admissible really leads
+  to "Nothing happens.". ``sim_cell_accuracy`` is then the exact score too.
+
 Where we depart from the paper and why: its Sim Score is judged by Qwen3-235B;
 Sokoban states can be compared exactly, which is free, deterministic and
 unbiased. ``judge_sim_score`` keeps the judge route (``llm_sim_score``) for
@@ -59,8 +65,10 @@ from dynamind_lite.generation import GenerationConfig, Generator, make_generator
 from dynamind_lite.io import write_json_atomic
 from dynamind_lite.llm import ChatClient, LLMError, fill_template, load_template, parse_number, shorten
 from dynamind_lite.metrics import successes_by_optimal_length, wilson_ci95
-from dynamind_lite.response import parse_answer, parse_rollouts
+from dynamind_lite.response import parse_answer, parse_rollouts, same_state
 from dynamind_lite.rollout import EpisodeRecord, run_episodes
+from dynamind_lite.simrollout import execute_plan
+from dynamind_lite.worlds import SOKOBAN, get_world
 
 # --------------------------------------------------------------------------- #
 # Exact Sim Score (Sokoban)
@@ -127,23 +135,65 @@ def compare_simulated_states(response: str, observation: str) -> list[SimulatedS
     return compared
 
 
-def sim_score_summary(records: Iterable[EpisodeRecord]) -> dict[str, float | int]:
+UNBOUNDED_STEPS = 10**6
+"""Step budget of the env that replays text-world plans for the Sim Score."""
+
+
+def compare_simulated_texts(env: Any, response: str) -> list[SimulatedState]:
+    """Text worlds: every state promised by the rollouts of ``response``, compared
+    with the real observation that the plan prefix reaches from ``env``'s current
+    state (played from a snapshot; the env is put back). Same rules as
+    ``compare_simulated_states``; never raises on malformed text."""
+    compared = []
+    for rollout in parse_rollouts(response, commands=True):
+        blocks = rollout.states
+        actions = list(rollout.actions) + [header for header, _ in blocks[len(rollout.actions):]]
+        known = next((k for k, action in enumerate(actions) if action is None), len(actions))
+        real_states = [state for _, state in execute_plan(env, actions[:known])] if known else []
+        for k, action in enumerate(actions):
+            header, simulated = blocks[k] if k < len(blocks) else (None, None)
+            real = real_states[k] if k < len(real_states) else None
+            in_step = simulated is not None and header == action
+            exact = float(in_step and real is not None and same_state(simulated, real, commands=True))
+            compared.append(SimulatedState(rollout=rollout.index, depth=k + 1, actions=tuple(actions[:k + 1]),
+                                           simulated=simulated, real=real, in_step=in_step, exact=exact,
+                                           cell_accuracy=exact))
+    return compared
+
+
+def _text_world_states(records: Iterable[EpisodeRecord], world: Any):
+    """(step, compared states) of text-world records, replaying each level once.
+    The replay env has no step budget to speak of: a plan's real states do not
+    depend on the episode's budget (as ``simulate_actions`` for Sokoban)."""
+    env = world.make_env(UNBOUNDED_STEPS)
+    for record in records:
+        world.start(env, record.level)
+        for step in record.steps:
+            env.restore(step.snapshot)
+            yield step, compare_simulated_texts(env, step.response)
+
+
+def sim_score_summary(records: Iterable[EpisodeRecord], world: Any = SOKOBAN) -> dict[str, float | int]:
     """Exact Sim Score over every step of ``records`` (aggregation in the module docstring).
 
     Returns ``sim_score``, ``sim_cell_accuracy`` (both in [0, 1]),
     ``sim_step_fraction`` (steps that simulate >= 1 state / steps) and
-    ``num_simulated_states``."""
+    ``num_simulated_states``. ``world``: where the records were played (text
+    worlds replay the plans in the env)."""
     num_steps = simulating_steps = 0
     exact_sum = cell_sum = 0.0
     num_states = 0
-    for record in records:
-        for step in record.steps:
-            states = compare_simulated_states(step.response, step.observation)
-            num_steps += 1
-            simulating_steps += bool(states)
-            num_states += len(states)
-            exact_sum += sum(s.exact for s in states)
-            cell_sum += sum(s.cell_accuracy for s in states)
+    if world.commands:
+        compared = _text_world_states(records, world)
+    else:
+        compared = ((step, compare_simulated_states(step.response, step.observation))
+                    for record in records for step in record.steps)
+    for _, states in compared:
+        num_steps += 1
+        simulating_steps += bool(states)
+        num_states += len(states)
+        exact_sum += sum(s.exact for s in states)
+        cell_sum += sum(s.cell_accuracy for s in states)
     return {
         "sim_score": exact_sum / num_states if num_states else 0.0,
         "sim_cell_accuracy": cell_sum / num_states if num_states else 0.0,
@@ -273,7 +323,7 @@ def judge_sim_score(client: ChatClient, pairs: Sequence[tuple[str, str]]) -> flo
 # --------------------------------------------------------------------------- #
 
 
-def episode_metrics(records: Sequence[EpisodeRecord]) -> dict[str, Any]:
+def episode_metrics(records: Sequence[EpisodeRecord], world: Any = SOKOBAN) -> dict[str, Any]:
     """The metrics of one evaluation run (JSON-ready).
 
     success_rate in [0, 1] with ci95 = [low, high] (Wilson); mean_steps, mean_return;
@@ -296,7 +346,7 @@ def episode_metrics(records: Sequence[EpisodeRecord]) -> dict[str, Any]:
         "truncated_response_rate": sum(s.finish_reason == "length" for s in steps) / len(steps),
         "mean_gen_tokens": sum(s.num_tokens for s in steps) / len(steps),
     }
-    metrics.update(sim_score_summary(records))
+    metrics.update(sim_score_summary(records, world))
     metrics["successes_by_optimal_length"] = successes_by_optimal_length(records)
     return metrics
 
@@ -409,13 +459,14 @@ def evaluate_generator(
     batch_size: int = 16,
     seed: int = 0,
     progress: bool = False,
+    world: Any = SOKOBAN,
 ) -> tuple[dict[str, Any], list[EpisodeRecord]]:
     """Play ``levels`` with ``generator`` (``rollout.run_episodes``, same arguments)
     and score the episodes (``episode_metrics``). Returns ``(metrics, records)``."""
     records = run_episodes(generator, levels, max_steps=max_steps, history_len=history_len,
                            generation_config=generation_config, batch_size=batch_size, seed=seed,
-                           progress=progress)
-    return episode_metrics(records), records
+                           progress=progress, world=world)
+    return episode_metrics(records, world), records
 
 
 STAGE2_SPLITS = ("id_test", "ood_test", "style_test_random_placement")
@@ -500,10 +551,14 @@ def build_parser() -> argparse.ArgumentParser:
                     "(success rate with 95%% CI, exact Sim Score, Gen.Token, invalid-action rate).")
     parser.add_argument("--model", required=True, help="policy: save_pretrained directory or hub id "
                         "(for --backend openai: the model name the server knows)")
-    parser.add_argument("--levels", required=True, help="JSONL level file in the format of data/sokoban/")
+    parser.add_argument("--levels", required=True, help="JSONL level file in the format of data/sokoban/ "
+                        "(--env alfworld: of data/alfworld/, or a folder of real games <task>/trial_*/game.tw-pddl)")
+    parser.add_argument("--env", choices=("sokoban", "alfworld"), default="sokoban",
+                        help="the world the levels belong to (dynamind_lite.worlds)")
     parser.add_argument("--out", required=True, help="where to write the metrics JSON (atomically)")
     parser.add_argument("--preset", default="tiny", help="preset giving the defaults below (tiny, small, full)")
-    parser.add_argument("--max-steps", type=str, default=None, help="step budget per episode (>= 1)")
+    parser.add_argument("--max-steps", type=str, default=None,
+                        help="step budget per episode (>= 1; default: the preset's for Sokoban, 50 for ALFWorld)")
     parser.add_argument("--limit", type=str, default=None, help="play only the first N levels (>= 1)")
     parser.add_argument("--batch-size", type=str, default=None, help="episodes in flight at once (>= 1)")
     parser.add_argument("--max-new-tokens", type=str, default=None, help="generation cap per response (>= 1)")
@@ -576,7 +631,9 @@ def parse_arguments(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, 
         "seed": _number(args, "seed", int),
         "judge_max_steps": _number(args, "judge-max-steps", int, 1),
     }
-    defaults = {"max_steps": preset.max_steps, "batch_size": preset.eval_batch_size,
+    world = get_world(args.env)
+    defaults = {"max_steps": preset.max_steps if world is SOKOBAN else world.default_max_steps,
+                "batch_size": preset.eval_batch_size,
                 "max_new_tokens": preset.max_new_tokens, "temperature": preset.temperature,
                 "history_len": preset.history_len}
     settings.update({key: value for key, value in defaults.items() if settings[key] is None})
@@ -586,15 +643,22 @@ def parse_arguments(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, 
         raise ValueError("--backend openai needs --base-url (the server that serves --model)")
     if bool(args.judge_base_url) != bool(args.judge_model):
         raise ValueError("the LLM judge needs both --judge-base-url and --judge-model")
+    if args.judge_model and world is not SOKOBAN:
+        raise ValueError(f"the LLM judge cross-checks Sokoban's Sim Score; --env {args.env} has an exact text "
+                         "Sim Score already")
     _check_model("--model", args.model, args.backend)
     if args.base_model is not None:
         _check_model("--base-model", args.base_model, args.backend)
     levels_path = Path(args.levels)
-    if not levels_path.is_file():
+    if not (levels_path.is_file() or (world is not SOKOBAN and levels_path.is_dir())):
         raise ValueError(f"levels file {args.levels!r} does not exist")
     try:
-        levels = load_levels(levels_path, canvas=preset.board_canvas)  # the layout the preset's model plays
-    except (ValueError, KeyError, json.JSONDecodeError) as err:
+        if world is SOKOBAN:
+            levels = load_levels(levels_path, canvas=preset.board_canvas)  # the layout the preset's model plays
+        else:
+            world.check_installed()
+            levels = world.load_levels(levels_path)
+    except (ValueError, KeyError, json.JSONDecodeError, FileNotFoundError, ImportError) as err:
         raise ValueError(f"levels file {args.levels!r}: {err}") from None
     if not levels:
         raise ValueError(f"levels file {args.levels!r} holds no level")
@@ -611,7 +675,7 @@ def run_command(args: argparse.Namespace, settings: dict[str, Any], levels: list
                                          do_sample=temperature > 0, seed=settings["seed"])
     play = dict(max_steps=settings["max_steps"], history_len=settings["history_len"],
                 generation_config=generation_config, batch_size=settings["batch_size"], seed=settings["seed"],
-                progress=sys.stderr.isatty())
+                progress=sys.stderr.isatty(), world=get_world(args.env))
 
     loading = dict(batch_size=settings["batch_size"], base_url=args.base_url, dtype=args.dtype, device=args.device)
     generator = load_generator(args.backend, args.model, **loading)
@@ -633,7 +697,8 @@ def run_command(args: argparse.Namespace, settings: dict[str, Any], levels: list
             if pairs else None
         metrics["judge_model"] = args.judge_model
         metrics["num_judged_steps"] = len(pairs)
-    metrics.update(model=args.model, base_model=args.base_model, levels=str(args.levels), backend=args.backend,
+    metrics.update(model=args.model, base_model=args.base_model, levels=str(args.levels), env=args.env,
+                   backend=args.backend,
                    preset=args.preset, **settings)
     return metrics
 

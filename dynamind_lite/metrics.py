@@ -105,13 +105,17 @@ def pearson_r(xs: Sequence[float], ys: Sequence[float]) -> float | None:
 
 
 def successes_by_optimal_length(episodes: Iterable[Any]) -> dict[str, list[int]]:
-    """``{optimal moves: [solved, played]}`` over episodes (anything with ``.grid``, the
-    start state, and ``.success``); keys are strings sorted by length, for JSON, and
-    unsolvable starts go under ``"none"``. Success per difficulty slice: notebook 07
-    plots it, as the paper's harder levels are the longer ones."""
+    """``{optimal moves: [solved, played]}`` over episodes (anything with ``.success`` and
+    ``.grid``, the Sokoban start state, or ``.optimal_length`` where the world knows it
+    otherwise: ALFWorld's planner); keys are strings sorted by length, for JSON, and
+    starts without a known solution go under ``"none"``. Success per difficulty slice:
+    notebook 07 plots it, as the paper's harder levels are the longer ones."""
     counts: dict[int | None, list[int]] = {}
     for episode in episodes:
-        slot = counts.setdefault(solution_length(episode.grid), [0, 0])
+        length = getattr(episode, "optimal_length", None)
+        if length is None and episode.grid:
+            length = solution_length(episode.grid)
+        slot = counts.setdefault(length, [0, 0])
         slot[0] += int(episode.success)
         slot[1] += 1
     return {("none" if length is None else str(length)): counts[length]

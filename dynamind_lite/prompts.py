@@ -18,12 +18,22 @@ SYSTEM_PROMPT = (
 )
 """The system message shared by SFT data and evaluation."""
 
+ALFWORLD_SYSTEM_PROMPT = (
+    "You are a household agent in a text world. Complete the task.\n"
+    "Each turn, play one of the admissible actions.\n"
+    "Think first, then answer as <think>...</think><answer>ACTION</answer>."
+)
+"""The system message of text worlds (ALFWorld, ``notebooks/08_alfworld.ipynb``); the task
+and the admissible actions are in each user message (``build_messages``)."""
+
 
 def build_messages(
     observation: str,
     history: Sequence[tuple[str, str]] = (),
     history_len: int = 1,
     system_prompt: str = SYSTEM_PROMPT,
+    task: str | None = None,
+    legal_actions: Sequence[str] | None = None,
 ) -> list[dict[str, str]]:
     """Chat messages for one decision.
 
@@ -32,6 +42,10 @@ def build_messages(
         history: every earlier ``(state, action)`` pair of the episode, oldest first.
         history_len: h, how many of the most recent pairs to show (0 shows none).
         system_prompt: the system message.
+        task: the episode's goal in words, shown first (text worlds: ALFWorld's
+            "put a clean egg in fridge"); None for Sokoban, whose goal never changes.
+        legal_actions: A(s_t), shown last (ALFWorld's admissible commands); None
+            when the action set is fixed and in the system prompt (Sokoban).
 
     Returns:
         ``[{"role": "system", ...}, {"role": "user", ...}]``; append the assistant
@@ -40,10 +54,12 @@ def build_messages(
     if history_len < 0:
         raise ValueError(f"history_len must be >= 0, got {history_len}")
     recent = list(history)[-history_len:] if history_len else []
-    parts = []
+    parts = [] if task is None else [f"Task: {task}"]
     for state, action in recent:
         parts.append(f"Previous state:\n{state.strip()}\nAction: {action}")
     parts.append(f"Current state:\n{observation.strip()}")
+    if legal_actions is not None:
+        parts.append(f"Admissible actions: {'; '.join(legal_actions)}")
     return [
         {"role": "system", "content": system_prompt},
         {"role": "user", "content": "\n".join(parts)},
@@ -61,6 +77,8 @@ def build_refine_messages(
     response: str,
     futures: Sequence[tuple[str, str]],
     system_prompt: str = SYSTEM_PROMPT,
+    task: str | None = None,
+    legal_actions: Sequence[str] | None = None,
 ) -> list[dict[str, str]]:
     """s_t^refine = s_t + a + [a^_1, s'_{t+1}, a^_2, s'_{t+2}, ...] (paper Sec. 3.2, SimRollout).
 
@@ -86,10 +104,11 @@ def build_refine_messages(
         observation, history, history_len: as in ``build_messages``.
         response: a, the first response sampled at s_t (text as generated).
         futures: ``(a^_k, s'_{t+k})`` pairs from ``simrollout.execute_plan``, k = 1..d.
+        task, legal_actions: as in ``build_messages`` (text worlds).
     """
     if not futures:
         raise ValueError("a refine prompt needs at least one real future state (the plan was empty)")
-    messages = build_messages(observation, history, history_len, system_prompt)
+    messages = build_messages(observation, history, history_len, system_prompt, task, legal_actions)
     parts = [messages[1]["content"], f"Your response:\n{response.strip()}", "Real states of your plan:"]
     for action, state in futures:
         parts.append(f"After {action}:\n{state.strip()}")

@@ -33,17 +33,20 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from dynamind_lite.envs.alfworld import INVALID_FEEDBACK
 from dynamind_lite.envs.sokoban import step_grid
 from dynamind_lite.llm import ChatClient, LLMError, fill_template, load_template
 from dynamind_lite.prompts import SYSTEM_PROMPT, build_messages
 from dynamind_lite.response import (
     ACTIONS,
+    format_plan,
     format_response,
     format_rollout,
     format_value,
     parse_plan,
     parse_response,
     parse_rollouts,
+    same_state,
 )
 
 if TYPE_CHECKING:
@@ -96,26 +99,30 @@ class TemplateAggregator:
         Plan: Up Left</think><answer>Up</answer>
 
     Observation and history are not used: the prompt already shows them.
+    ``commands``: a text world's grammar (``response`` module docstring).
     """
 
     name = "template"
 
+    def __init__(self, commands: bool = False):
+        self.commands = commands
+
     def __repr__(self) -> str:
-        return "TemplateAggregator()"
+        return f"TemplateAggregator(commands={self.commands})" if self.commands else "TemplateAggregator()"
 
     def aggregate(self, observation: str, history: Sequence[tuple[str, str]], tree: SearchTree) -> str:
         rollouts = tree.rollouts()
         if not rollouts:
             raise AggregationRejected("the search tree has no rollouts to aggregate")
-        blocks = [format_rollout(i, r.actions, r.states, r.value) for i, r in enumerate(rollouts, 1)]
+        blocks = [format_rollout(i, r.actions, r.states, r.value, self.commands) for i, r in enumerate(rollouts, 1)]
         best = best_rollout_index(rollouts)  # k* = argmax_i v_i
         chosen = rollouts[best]
         blocks.append(f"Best: Rollout {best + 1}.")  # its value is two lines up: no token repeats it
-        blocks.append(f"Plan: {' '.join(chosen.actions)}")
+        blocks.append(f"Plan: {format_plan(chosen.actions, self.commands)}")
         return format_response("\n".join(blocks), chosen.actions[0])
 
 
-def validate_resim_response(text: str, tree: SearchTree) -> None:
+def validate_resim_response(text: str, tree: SearchTree, commands: bool = False) -> None:
     """Check a^ReSim against the real tree it should summarise.
 
     Passes silently, or raises ``AggregationRejected`` naming the first problem:
@@ -123,9 +130,10 @@ def validate_resim_response(text: str, tree: SearchTree) -> None:
     extra or reordered rollout block; a rollout plan, written state or value that
     differs from the real one; no ``Best:`` line, or one that names another
     rollout; a plan that is not a rollout of the tree, or not one of highest
-    value; an answer that is not the plan's first action.
+    value; an answer that is not the plan's first action. ``commands``: a text
+    world's grammar.
     """
-    parsed = parse_response(text)
+    parsed = parse_response(text, commands)
     if parsed.think is None:
         raise AggregationRejected("format: the response is not <think>...</think><answer>ACTION</answer>")
     if parsed.answer is None:
@@ -134,7 +142,7 @@ def validate_resim_response(text: str, tree: SearchTree) -> None:
     if not rollouts:
         raise AggregationRejected("the search tree has no rollouts")
 
-    written = parse_rollouts(text)
+    written = parse_rollouts(text, commands)
     if [w.index for w in written] != list(range(1, len(rollouts) + 1)):
         raise AggregationRejected(f"expected rollout blocks 1..{len(rollouts)} in order, found "
                                   f"{[w.index for w in written]}")
@@ -146,14 +154,14 @@ def validate_resim_response(text: str, tree: SearchTree) -> None:
             raise AggregationRejected(f"Rollout {sim.index}: 'After ACTION:' blocks "
                                       f"{[a for a, _ in sim.states]} do not follow the plan {real.actions}")
         for step, ((action, grid), state) in enumerate(zip(sim.states, real.states), 1):
-            if grid != state.strip("\n"):
+            if not same_state(grid, state, commands):
                 raise AggregationRejected(f"Rollout {sim.index}: the state after action {step} ({action}) "
                                           "differs from the real one")
         if sim.value is None or format_value(sim.value) != format_value(real.value):
             raise AggregationRejected(f"Rollout {sim.index}: value {sim.value} differs from the real value "
                                       f"{format_value(real.value)}")
 
-    plan = parse_plan(text)
+    plan = parse_plan(text, commands)
     if plan is None:
         raise AggregationRejected("no 'Plan:' line made only of actions")
     plans = [r.actions for r in rollouts]
@@ -174,7 +182,8 @@ def validate_resim_response(text: str, tree: SearchTree) -> None:
         raise AggregationRejected(f"answer {parsed.answer} is not the plan's first action {plan[0]}")
 
 
-def draft_response(tree: SearchTree, rng, wrong_state_prob: float = 0.5) -> tuple[str, list[tuple[str, str]]]:
+def draft_response(tree: SearchTree, rng, wrong_state_prob: float = 0.5,
+                   commands: bool = False) -> tuple[str, list[tuple[str, str]]]:
     """A flawed first response for one tree, and the real futures of its plan: the
     input half of a refine SFT example (``collect.ResimConfig.refine``).
 
@@ -191,6 +200,8 @@ def draft_response(tree: SearchTree, rng, wrong_state_prob: float = 0.5) -> tupl
         tree: the search tree of s_t (``search.build_tree``), at least one rollout.
         rng: a ``random.Random``; the draft is a function of its state.
         wrong_state_prob: chance that each simulated state is wrong, in [0, 1].
+        commands: a text world (no grid to move in): a wrong state is the previous
+            observation (the command "forgotten") or "Nothing happens.".
 
     Returns:
         ``(draft_text, [(a^_k, s'_{t+k}), ...])``.
@@ -204,14 +215,17 @@ def draft_response(tree: SearchTree, rng, wrong_state_prob: float = 0.5) -> tupl
         for action, real in zip(rollout.actions, rollout.states):
             written = real
             if rng.random() < wrong_state_prob:
-                wrong = step_grid(previous, rng.choice([a for a in ACTIONS if a != action]))
-                written = wrong if wrong != real else previous  # the move is "forgotten" instead
+                if commands:
+                    written = rng.choice([previous, INVALID_FEEDBACK])
+                else:
+                    wrong = step_grid(previous, rng.choice([a for a in ACTIONS if a != action]))
+                    written = wrong if wrong != real else previous  # the move is "forgotten" instead
             states.append(written)
             previous = real
-        blocks.append(format_rollout(i, rollout.actions, states, rollout.value))
+        blocks.append(format_rollout(i, rollout.actions, states, rollout.value, commands))
     chosen = rng.randrange(len(rollouts))
     blocks.append(f"Best: Rollout {chosen + 1}.")
-    blocks.append(f"Plan: {' '.join(rollouts[chosen].actions)}")
+    blocks.append(f"Plan: {format_plan(rollouts[chosen].actions, commands)}")
     draft = format_response("\n".join(blocks), rollouts[chosen].actions[0])
     return draft, list(zip(rollouts[chosen].actions, rollouts[chosen].states))
 

@@ -1,4 +1,4 @@
-"""The agent loop: a policy (any ``Generator``) plays many Sokoban levels at once.
+"""The agent loop: a policy (any ``Generator``) plays many levels at once, in any world.
 
 Introduced in ``notebooks/04_resim_sft.ipynb``; used by the evaluation harness
 (``dynamind_lite.evaluate``) for every row of the results table.
@@ -36,6 +36,11 @@ Where we depart from the paper (which does not describe its loop) and why:
   all refine prompts are answered in one more ``generate`` call, sampled with
   seed ``seed + REFINE_SEED_OFFSET + k`` in round k. The refined response is
   the one played; the first one is kept on ``StepRecord.refinement``.
+- The loop takes a world (``dynamind_lite.worlds``: Sokoban by default, ALFWorld):
+  it makes the env, writes the prompt (ALFWorld's shows the task and the
+  admissible commands) and reads the answer. In a text world a command that
+  is not admissible is played (the env answers "Nothing happens.") and counted
+  invalid (``StepRecord.env_invalid``), as is a malformed response.
 - Under greedy decoding an episode whose prompt is the same as at its previous
   step (a blocked move repeated, so the state and the history window did not
   change) reuses that step's response instead of generating it again: the
@@ -50,12 +55,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from dynamind_lite.envs.sokoban import SokobanEnv, parse_level
 from dynamind_lite.generation import Generation, GenerationConfig, Generator
 from dynamind_lite.progress import Progress
-from dynamind_lite.prompts import build_messages, build_refine_messages
-from dynamind_lite.response import parse_answer
 from dynamind_lite.simrollout import MAX_PLAN_DEPTH, Refinement, execute_plan, extract_plan
+from dynamind_lite.worlds import SOKOBAN
 
 INVALID_HISTORY_ACTION = "(invalid)"
 """How an invalid step is written in the history part of later prompts."""
@@ -96,6 +99,10 @@ class StepRecord:
         in a standard episode. When it refined, ``response`` is the refined
         response a^refine (the one played) and ``messages`` still the original
         prompt s_t: the pair is a sample of tau' (paper Sec. 3.2).
+    env_invalid: the env refused the action (a text world's command that is not
+        admissible); always False in Sokoban, where every move is legal.
+    snapshot: the env's snapshot of s_t in a text world (its text alone is not
+        the state: the Sim Score replays plans from it), else None.
     """
 
     t: int
@@ -111,10 +118,12 @@ class StepRecord:
     terminated: bool
     truncated: bool
     refinement: Refinement | None = None
+    env_invalid: bool = False
+    snapshot: Any = None
 
     @property
     def invalid(self) -> bool:
-        return self.action is None
+        return self.action is None or self.env_invalid
 
 
 @dataclass
@@ -122,15 +131,20 @@ class EpisodeRecord:
     """One played level.
 
     level_id: the level's ``id`` (or its index in the list when it has none).
-    grid: s_0, the initial grid.
+    grid: s_0, the initial grid ("" in a text world).
     steps: every StepRecord, in order (1 <= len <= max_steps).
     success: whether the episode ended solved.
+    optimal_length: moves of an optimal solution from s_0 when the world knows it
+        without a grid (ALFWorld's planner), else None.
+    level: the level itself in a text world (to replay it), else None.
     """
 
     level_id: str
     grid: str
     steps: list[StepRecord] = field(default_factory=list)
     success: bool = False
+    optimal_length: int | None = None
+    level: dict | None = None
 
     @property
     def num_steps(self) -> int:
@@ -166,36 +180,19 @@ class EpisodeRecord:
 
 @dataclass
 class _RunningEpisode:
-    env: SokobanEnv
+    env: Any
     record: EpisodeRecord
     observation: str
     history: list[tuple[str, str]] = field(default_factory=list)
     last: tuple[list[dict[str, str]], Generation] | None = None  # (prompt, its generation), for greedy reuse
 
 
-def _level_grid_and_id(level: dict | str, index: int) -> tuple[str, str]:
-    """(grid, id) of one entry of ``levels``; ValueError naming the entry when it
-    is not a level (checked before any episode starts)."""
-    if isinstance(level, str):
-        grid, level_id = level, str(index)
-    elif isinstance(level, dict) and isinstance(level.get("grid"), str):
-        grid, level_id = level["grid"], str(level.get("id", index))
-    else:
-        raise ValueError(f"level {index} must be a grid string or a dict with a 'grid' string, "
-                         f"got {type(level).__name__}")
-    try:
-        parse_level(grid)
-    except ValueError as err:
-        raise ValueError(f"level {index} (id {level_id}): {err}") from None
-    return grid, level_id
-
-
-def response_action(generation: Generation) -> str | None:
+def response_action(generation: Generation, world: Any = SOKOBAN) -> str | None:
     """a_t: the canonical action of a finished, well-formed response, else None
     (malformed, unknown action, or cut off at max_new_tokens)."""
     if generation.finish_reason == "length":
         return None
-    return parse_answer(generation.text)
+    return world.parse_answer(generation.text)
 
 
 def run_episodes(
@@ -210,14 +207,15 @@ def run_episodes(
     progress: bool = False,
     simrollout: bool | Sequence[bool] = False,
     max_plan_depth: int = MAX_PLAN_DEPTH,
+    world: Any = SOKOBAN,
 ) -> list[EpisodeRecord]:
     """Play every level once with ``generator`` as the policy.
 
     Args:
         generator: any object with ``generate(conversations, config) -> list[Generation]``
             (HF, vLLM, an OpenAI-compatible server).
-        levels: dicts with a ``grid`` (and ``id``), as ``envs.sokoban.load_levels``
-            returns them, or bare grid strings.
+        levels: rows of a level file of ``world`` (Sokoban: dicts with a ``grid``
+            and ``id``, as ``envs.sokoban.load_levels`` returns them, or bare grid strings).
         max_steps: step budget of each episode, >= 1 (typically 30 for 6x6).
         history_len: h, previous (state, action) pairs in the prompt, >= 0.
         generation_config: decoding settings; default ``GenerationConfig()``.
@@ -226,6 +224,7 @@ def run_episodes(
         progress: show a bar of finished episodes (batch mode prints lines anyway, ``progress.Progress``).
         simrollout: play SimRollout episodes: True for all, or one flag per level.
         max_plan_depth: SimRollout's cap on d, the executed plan length (paper: 5).
+        world: the world the levels belong to (``dynamind_lite.worlds``; default Sokoban).
 
     Returns:
         One EpisodeRecord per level, in the order of ``levels``.
@@ -237,7 +236,7 @@ def run_episodes(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     config = GenerationConfig() if generation_config is None else generation_config
-    parsed = [_level_grid_and_id(level, i) for i, level in enumerate(levels)]
+    parsed = [world.check_level(level, i) for i, level in enumerate(levels)]
     refine_flags = [bool(simrollout)] * len(parsed) if isinstance(simrollout, bool) else list(simrollout)
     if len(refine_flags) != len(parsed):
         raise ValueError(f"simrollout has {len(refine_flags)} flags for {len(parsed)} levels")
@@ -253,13 +252,15 @@ def run_episodes(
         # ---- fill the free slots with new episodes -------------------------- #
         while waiting and len(running) < batch_size:
             index = waiting.pop()
-            grid, level_id = parsed[index]
-            env = SokobanEnv(max_steps=max_steps)
-            observation, _ = env.reset(options={"grid": grid})
-            running.append((index, _RunningEpisode(env, EpisodeRecord(level_id, grid), observation)))
+            level, level_id = parsed[index]
+            env = world.make_env(max_steps, expert=world.commands)  # the planner gives a text world's optimal length
+            observation = world.start(env, level)
+            record = (EpisodeRecord(level_id, "", optimal_length=len(env.expert_plan), level=level)
+                      if world.commands else EpisodeRecord(level_id, level))
+            running.append((index, _RunningEpisode(env, record, observation)))
 
         # ---- one decision for every running episode: prompt -> response ---- #
-        prompts = [build_messages(ep.observation, ep.history, history_len) for _, ep in running]
+        prompts = [world.messages(ep.env, ep.observation, ep.history, history_len) for _, ep in running]
         # Greedy decoding answers the same prompt with the same response, so an episode stuck in a
         # loop (a blocked move repeated: state and history unchanged) reuses its last one.
         sampling = config.do_sample and config.temperature > 0
@@ -279,9 +280,9 @@ def run_episodes(
         refinements: dict[int, Refinement] = {}
         for i, ((index, ep), generation) in enumerate(zip(running, generations)):
             if refine_flags[index]:
-                plan = extract_plan(generation.text, max_plan_depth)
+                plan = extract_plan(generation.text, max_plan_depth, commands=world.commands)
                 futures = execute_plan(ep.env, plan.actions) if plan.actions else []  # s'_{t+1..t+d}
-                messages = build_refine_messages(ep.observation, ep.history, history_len, generation.text,
+                messages = world.refine_messages(ep.env, ep.observation, ep.history, history_len, generation.text,
                                                  futures) if futures else None  # s_t^refine
                 refinements[i] = Refinement(generation.text, int(generation.num_tokens), plan, futures, messages)
         to_refine = [i for i, refinement in refinements.items() if refinement.refined]
@@ -296,7 +297,8 @@ def run_episodes(
         # ---- act in every env; record the real transition ------------------- #
         still_running = []
         for i, ((index, ep), messages, generation) in enumerate(zip(running, prompts, generations)):
-            action = response_action(generation)
+            action = response_action(generation, world)
+            snapshot = ep.env.snapshot() if world.commands else None
             next_observation, reward, terminated, truncated, info = ep.env.step(
                 INVALID_ENV_ACTION if action is None else action)
             ep.record.steps.append(StepRecord(
@@ -304,7 +306,8 @@ def run_episodes(
                 response=generation.text, num_tokens=int(generation.num_tokens),
                 prompt_tokens=generation.prompt_tokens, finish_reason=generation.finish_reason,
                 action=action, reward=float(reward), next_observation=next_observation,
-                terminated=bool(terminated), truncated=bool(truncated), refinement=refinements.get(i)))
+                terminated=bool(terminated), truncated=bool(truncated), refinement=refinements.get(i),
+                env_invalid=action is not None and bool(info.get("invalid", False)), snapshot=snapshot))
             ep.last = (messages, firsts[i])
             ep.history.append((ep.observation, INVALID_HISTORY_ACTION if action is None else action))
             ep.observation = next_observation

@@ -22,8 +22,15 @@ Three small interfaces, so that each piece can be swapped:
   (``RandomPolicy``, ``NoisySolverPolicy``, ``GeneratorPolicy`` for any LLM);
 - a value function ``value_fn(observation) -> float``, V(s) in reward units
   (``ExactValue``, ``HeuristicValue``, ``LLMValueFunction``);
-- the environment: snapshot/restore when it has them (Sokoban), otherwise
-  reset-and-replay from a ``ReplayState`` (text games without snapshots).
+- the environment: snapshot/restore when it has them (Sokoban, ALFWorld),
+  otherwise reset-and-replay from a ``ReplayState``. An env with
+  ``legal_actions()`` (ALFWorld's admissible commands) gives each node its own
+  action set A(s); otherwise A is fixed (Sokoban's four moves).
+
+A policy or value function that reads the env itself rather than the observation
+text (``reads_env = True``: ``NoisyExpertPolicy``, ``ExpertPlanValue`` on ALFWorld,
+where the text does not determine the state) is called with the env in the
+node's state.
 
 Where we depart from the paper, and why:
 
@@ -249,6 +256,38 @@ class NoisySolverPolicy:
         return min(allowed, key=moves_to_goal)  # min() keeps the first of equals: ACTIONS order
 
 
+class NoisyExpertPolicy:
+    """The planner's next command with probability 1 - epsilon, a random admissible
+    command otherwise (``notebooks/08_alfworld.ipynb``; text worlds whose env knows
+    its ``expert_plan``, e.g. ``AlfWorldEnv(expert=True)``).
+
+    With ``exclude`` holding the planner's command (a second rollout), a random
+    admissible command is taken, so rollouts compare the plan with an alternative.
+
+    env: the env the search runs in (read at the node being expanded: ``reads_env``).
+    epsilon: exploration rate in [0, 1].
+    """
+
+    name = "noisy_expert"
+    reads_env = True
+
+    def __init__(self, env: Any, epsilon: float = 0.1):
+        if not isinstance(epsilon, (int, float)) or not 0.0 <= epsilon <= 1.0:
+            raise ValueError(f"epsilon must be a probability in [0, 1], got {epsilon!r}")
+        self.env, self.epsilon = env, float(epsilon)
+
+    def __repr__(self) -> str:
+        return f"NoisyExpertPolicy(epsilon={self.epsilon})"
+
+    def __call__(self, observation: str, rng: random.Random, exclude: Collection[str] = ()) -> str:
+        allowed = _allowed(self.env.legal_actions(), exclude)
+        explore = rng.random() < self.epsilon  # always drawn: the rng stream does not depend on the state
+        plan = self.env.expert_plan
+        if explore or not plan or plan[0] not in allowed:
+            return rng.choice(allowed)
+        return plan[0]
+
+
 class GeneratorPolicy:
     """An LLM as rollout policy, over any generation backend (hf, vllm, openai)
     (``notebooks/02_dfs_search_tree.ipynb``).
@@ -344,6 +383,31 @@ class ExactValue:
 
     def __call__(self, observation: str) -> float:
         return value_from_moves(sokoban.solution_length(observation))
+
+
+class ExpertPlanValue:
+    """V(s) from the planner's remaining plan length n: ``value_from_moves(n)``, the
+    exact value of a mini-game, as the solver gives Sokoban's
+    (``notebooks/08_alfworld.ipynb``; an env with ``expert_plan``). No plan left in
+    an unfinished game: unsolvable (``UNSOLVABLE_VALUE``).
+
+    env: the env the search runs in (read at the leaf: ``reads_env``).
+    """
+
+    name = "expert_plan"
+    reads_env = True
+
+    def __init__(self, env: Any):
+        self.env = env
+
+    def __repr__(self) -> str:
+        return "ExpertPlanValue()"
+
+    def __call__(self, observation: str) -> float:
+        if self.env.won:
+            return 0.0
+        plan = self.env.expert_plan
+        return value_from_moves(len(plan) if plan else None)
 
 
 class HeuristicValue:
@@ -519,7 +583,7 @@ def build_tree(env: Any, state: Any, policy: RolloutPolicy, b: int, d: int, valu
         d: maximum rollout depth, >= 1 (typically 2-5; the paper caps it at 5).
         value_fn: V(s) for the leaves of rollouts that did not end.
         rng: randomness of the policy (default ``random.Random(0)``).
-        actions: the action set A.
+        actions: the action set A, when ``env`` has no ``legal_actions()``.
 
     Raises:
         ValueError: b or d < 1; ``IllegalActionError`` (a ValueError) when the
@@ -528,16 +592,21 @@ def build_tree(env: Any, state: Any, policy: RolloutPolicy, b: int, d: int, valu
     _check_size("b", b, "number of rollouts")
     _check_size("d", d, "maximum rollout depth")
     rng = random.Random(0) if rng is None else rng
-    actions = tuple(actions)
+    fixed_actions = tuple(actions)
+    per_state = callable(getattr(env, "legal_actions", None))  # A(s) changes with s (text worlds)
     transitions = _Transitions(env)
     root = TreeNode(action=None, observation=transitions.observe(state))
     depth: dict[int, int] = {id(root): 0}  # node -> depth
     env_state: dict[int, Any] = {id(root): state}  # node -> env state after it
+    node_actions: dict[int, tuple[str, ...]] = {}  # node -> A(s), read with the env in that state
+    node_actions[id(root)] = tuple(env.legal_actions()) if per_state else fixed_actions
 
     def choose(node: TreeNode, exclude: Collection[str]) -> str:
+        if getattr(policy, "reads_env", False):
+            transitions.observe(env_state[id(node)])
         action = policy(node.observation, rng, exclude)
-        if action not in actions or action in exclude:
-            allowed = [a for a in actions if a not in exclude]
+        if action not in node_actions[id(node)] or action in exclude:
+            allowed = [a for a in node_actions[id(node)] if a not in exclude]
             raise IllegalActionError(f"rollout policy {policy!r} returned {action!r}, which is not one of the "
                                      f"allowed actions {allowed}")
         return action
@@ -547,7 +616,7 @@ def build_tree(env: Any, state: Any, policy: RolloutPolicy, b: int, d: int, valu
         if node.done or depth[id(node)] >= d:
             return False
         tried = {child.action for child in node.children}
-        return len(tried) < len(actions) or any(open_for_new_rollout(c) for c in node.children)
+        return len(tried) < len(node_actions[id(node)]) or any(open_for_new_rollout(c) for c in node.children)
 
     for _ in range(b):
         if not open_for_new_rollout(root):
@@ -555,16 +624,19 @@ def build_tree(env: Any, state: Any, policy: RolloutPolicy, b: int, d: int, valu
         node, branched = root, False
         while not node.done and depth[id(node)] < d:
             tried = {child.action: child for child in node.children}
-            if branched or len(tried) < len(actions):
+            if branched or len(tried) < len(node_actions[id(node)]):
                 action = choose(node, () if branched else tried.keys())  # a_k ~ pi(. | s_{k-1})
                 next_state, observation, reward, done, success = transitions.step(env_state[id(node)], action)
                 child = TreeNode(action=action, observation=observation, reward=reward, done=done, success=success)
                 node.children.append(child)
                 depth[id(child)], env_state[id(child)] = depth[id(node)] + 1, next_state
+                node_actions[id(child)] = tuple(env.legal_actions()) if per_state else fixed_actions
                 node, branched = child, True
             else:  # every action tried here: follow the policy into a subtree that can still branch
                 closed = [a for a, c in tried.items() if not open_for_new_rollout(c)]
                 node = tried[choose(node, closed)]
+        if not node.done and getattr(value_fn, "reads_env", False):
+            transitions.observe(env_state[id(node)])
         node.value = None if node.done else float(value_fn(node.observation))  # V(s_leaf)
 
     transitions.observe(state)  # leave the env where the caller had it

@@ -27,7 +27,9 @@ Where we depart from the paper, or choose where it is silent, and why:
 - The plan stops early when the env ends part-way (the level is solved, or the
   step budget runs out): only states the env really reached are shown.
 - Sokoban has no illegal moves: a move into a wall is legal and leaves the
-  state unchanged, and the real state shows exactly that.
+  state unchanged, and the real state shows exactly that. In a text world a
+  command that is not admissible is played too, and its real state is the
+  env's "Nothing happens.".
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from dynamind_lite.envs.sokoban import SokobanEnv
+from typing import Any
+
 from dynamind_lite.response import parse_plan_words
 
 MAX_PLAN_DEPTH = 5
@@ -57,11 +60,12 @@ class Plan:
     status: str
 
 
-def extract_plan(response: str, max_depth: int = MAX_PLAN_DEPTH) -> Plan:
-    """a^_1 .. a^_d from ``response``'s ``Plan:`` line; never raises (fuzz-tested)."""
+def extract_plan(response: str, max_depth: int = MAX_PLAN_DEPTH, commands: bool = False) -> Plan:
+    """a^_1 .. a^_d from ``response``'s ``Plan:`` line; never raises (fuzz-tested).
+    ``commands``: a text world's plan (``response.COMMAND_SEPARATOR`` between commands)."""
     if not isinstance(max_depth, int) or max_depth < 1:
         raise ValueError(f"max_depth must be an integer >= 1, got {max_depth!r}")
-    words = parse_plan_words(response)
+    words = parse_plan_words(response, commands)
     if not words or words[0] is None:
         return Plan((), "missing")
     known = next((k for k, action in enumerate(words) if action is None), len(words))
@@ -75,7 +79,7 @@ def extract_plan(response: str, max_depth: int = MAX_PLAN_DEPTH) -> Plan:
     return Plan(actions, status)  # type: ignore[arg-type]
 
 
-def execute_plan(env: SokobanEnv, actions: Sequence[str]) -> list[tuple[str, str]]:
+def execute_plan(env: Any, actions: Sequence[str]) -> list[tuple[str, str]]:
     """s'_{t+1..t+d}: play ``actions`` in ``env`` from its current state, then put
     the state back (``snapshot``/``restore``), so the episode does not advance.
 

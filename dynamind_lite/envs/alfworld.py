@@ -19,14 +19,29 @@ The MDP (S, A, T, R):
 - T: TextWorld's PDDL engine with ALFWorld's domain; the budget is
   ``MAX_STEPS = 50``, as ALFWorld's peers use.
 
-Snapshots are ``reset``-and-replay of the commands played so far (TextWorld's
-state cannot be copied cheaply), as ``search.ReplayState`` expects of text games.
-``info["expert_plan"]`` holds the planner's remaining commands when the env is
-made with ``expert=True`` (the exact value function of RESIM on mini-games).
+Snapshots are the commands played since reset (``ReplaySnapshot``), and every
+transition TextWorld executes is remembered, keyed by the valid commands that
+lead to it (an invalid command never changes the game). ``restore`` and a step
+already seen are therefore dictionary look-ups; only a transition never seen
+before runs TextWorld, after a reset-and-replay when TextWorld is elsewhere.
+A search tree of b rollouts of depth d costs about b * d real transitions, not
+b * (t + d) replayed steps. Two more things make TextWorld fast enough for RESIM:
+
+- TextWorld translates the PDDL problem to SAS at *every* reset (0.45 s of a
+  0.49 s reset on mini-games); the translation depends only on (domain,
+  problem), so ``_memoised_translation`` keeps it per game. Measured with
+  ``benchmarks/bench_alfworld.py``.
+- ``info["expert_plan"]`` (``expert=True``) holds the planner's remaining
+  commands: RESIM's exact value function and noisy-expert rollout policy on
+  mini-games (``search.ExpertPlanValue``, ``search.NoisyExpertPolicy``).
+
+``legal_actions()`` is the admissible-command list of the current state: the
+search tree's action set A(s), which changes with the state in ALFWorld.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -47,15 +62,36 @@ _BANNER = "-= Welcome to TextWorld, ALFRED! =-"
 _TASK_PREFIX = "Your task is to: "
 
 
-def _require_textworld():
+def require_textworld():
+    """The TextWorld/ALFWorld pieces the env plays with; ImportError saying how to install them."""
     try:
         import textworld
+        import textworld.envs.pddl.logic as pddl_logic
         from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
         from textworld.envs.pddl import PddlEnv
     except ImportError:
         raise ImportError("the ALFWorld env needs the alfworld and textworld packages: "
                           "pip install -e \".[alfworld]\"") from None
+    _memoise_translation(pddl_logic)
     return textworld, PddlEnv, AlfredDemangler, AlfredInfos
+
+
+class _MemoisedDownward:
+    """``fast_downward`` as TextWorld's PDDL logic sees it, with ``pddl2sas`` cached:
+    the PDDL -> SAS translation is a pure function of (domain, problem, options),
+    and TextWorld repeats it at every reset. Everything else is the real module."""
+
+    def __init__(self, module):
+        self._module = module
+        self.pddl2sas = functools.lru_cache(maxsize=64)(module.pddl2sas)
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+
+def _memoise_translation(pddl_logic) -> None:
+    if not isinstance(pddl_logic.fast_downward, _MemoisedDownward):
+        pddl_logic.fast_downward = _MemoisedDownward(pddl_logic.fast_downward)
 
 
 def clean_observation(text: str) -> tuple[str, str | None]:
@@ -77,27 +113,45 @@ class ReplaySnapshot:
     commands: tuple[str | None, ...]
 
 
+@dataclass(frozen=True)
+class _GameState:
+    """What TextWorld reported on arriving in one game state."""
+
+    observation: str
+    admissible: tuple[str, ...]
+    won: bool
+    expert_plan: tuple[str, ...] | None
+
+
 class AlfWorldEnv:
     """One ALFWorld game at a time (real or mini), with the paper's reward.
+
+    Introduced in ``notebooks/08_alfworld.ipynb``.
 
     Args:
         max_steps: budget T, >= 1 (ALFWorld: 50).
         expert: also report the planner's remaining plan (``info["expert_plan"]``);
-            it replans at every step (a few ms on mini-games, more on real ones).
+            it replans at every new transition (a few ms on mini-games, more on real ones).
+
+    Counters: ``textworld_steps`` (transitions TextWorld executed, replays
+    included) and ``textworld_resets``.
     """
 
     def __init__(self, max_steps: int = MAX_STEPS, expert: bool = False):
         if not isinstance(max_steps, int) or max_steps < 1:
             raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
         self.max_steps, self.expert = max_steps, expert
-        textworld, pddl_env, demangler, infos = _require_textworld()
+        textworld, pddl_env, demangler, infos = require_textworld()
         request = textworld.EnvInfos(admissible_commands=True, won=True, policy_commands=expert)
         self._env = infos(demangler(pddl_env(request)))
         self._game: dict | None = None
-        self._state = None
+        self._known: dict[tuple[str, ...], _GameState] = {}  # valid commands from reset -> state reached
+        self._textworld_at: tuple[str, ...] | None = None  # where TextWorld itself is
+        self._key: tuple[str, ...] = ()  # where the episode is: the valid commands played
         self.commands: list[str | None] = []
         self.task: str | None = None
         self.observation = ""
+        self.textworld_steps = self.textworld_resets = 0
 
     # ---- the MDP ------------------------------------------------------------ #
 
@@ -107,17 +161,18 @@ class AlfWorldEnv:
         if game is not None:
             self._game = json.loads(Path(game).read_text()) if isinstance(game, (str, os.PathLike)) else game
             self._env.load(self._game)
+            self._known, self._textworld_at = {}, None
+            self._textworld_reset()
         if self._game is None:
             raise RuntimeError("reset() needs a game the first time")
-        self._state = self._env.reset()
-        self.commands = []
-        self.observation, self.task = clean_observation(self._state["feedback"])
+        self._key, self.commands = (), []
+        self.observation = self._known[()].observation
         return self.observation, self._info(invalid=False)
 
     def step(self, command: str | None) -> tuple[str, float, bool, bool, dict[str, Any]]:
         """Play ``command``: ``(observation, reward, terminated, truncated, info)``;
         ``info["invalid"]`` is True for a command that is not admissible."""
-        if self._state is None:
+        if self._game is None:
             raise RuntimeError("call reset() before step()")
         if self.done:
             raise RuntimeError("the episode is over: call reset()")
@@ -126,8 +181,11 @@ class AlfWorldEnv:
         if invalid:
             self.observation = INVALID_FEEDBACK  # the game state does not change
         else:
-            self._state, _, _ = self._env.step(command)
-            self.observation, _ = clean_observation(self._state["feedback"])
+            key = self._key + (command,)
+            if key not in self._known:
+                self._execute(self._key, command)
+            self._key = key
+            self.observation = self._known[key].observation
         self.commands.append(command)
         terminated = self.won
         truncated = not terminated and len(self.commands) >= self.max_steps
@@ -138,11 +196,22 @@ class AlfWorldEnv:
 
     @property
     def admissible_commands(self) -> list[str]:
-        return list(self._state["admissible_commands"]) if self._state is not None else []
+        return list(self._known[self._key].admissible) if self._game is not None else []
+
+    def legal_actions(self) -> list[str]:
+        """A(s): the admissible commands of the current state (the search's action set)."""
+        return self.admissible_commands
+
+    @property
+    def expert_plan(self) -> list[str]:
+        """The planner's remaining commands from the current state (needs ``expert=True``)."""
+        if not self.expert:
+            raise RuntimeError("expert_plan needs AlfWorldEnv(expert=True)")
+        return list(self._known[self._key].expert_plan or ())
 
     @property
     def won(self) -> bool:
-        return bool(self._state is not None and self._state["won"])
+        return bool(self._game is not None and self._known[self._key].won)
 
     @property
     def done(self) -> bool:
@@ -152,7 +221,7 @@ class AlfWorldEnv:
         info = {"task": self.task, "admissible_commands": self.admissible_commands, "invalid": invalid,
                 "success": self.won, "steps": len(self.commands)}
         if self.expert:
-            info["expert_plan"] = list(self._state.get("policy_commands") or [])
+            info["expert_plan"] = self.expert_plan
         return info
 
     def snapshot(self) -> ReplaySnapshot:
@@ -160,11 +229,39 @@ class AlfWorldEnv:
         return ReplaySnapshot(tuple(self.commands))
 
     def restore(self, snapshot: ReplaySnapshot) -> str:
-        """Reset and replay ``snapshot``'s commands; returns the observation there."""
+        """Go back to ``snapshot`` (reset and replay its commands; TextWorld runs only
+        for transitions never seen before). Returns the observation there."""
         self.reset()
         for command in snapshot.commands:
             self.step(command)
         return self.observation
+
+    # ---- TextWorld itself (plumbing) ------------------------------------------ #
+
+    def _record(self, key: tuple[str, ...], state) -> None:
+        observation, task = clean_observation(state["feedback"])
+        if not key:
+            self.task = task
+        plan = tuple(state.get("policy_commands") or ()) if self.expert else None
+        self._known[key] = _GameState(observation, tuple(state["admissible_commands"]), bool(state["won"]), plan)
+        self._textworld_at = key
+
+    def _textworld_reset(self) -> None:
+        self._record((), self._env.reset())
+        self.textworld_resets += 1
+
+    def _execute(self, key: tuple[str, ...], command: str) -> None:
+        """Run the transition (key, command) in TextWorld, replaying to ``key`` first."""
+        if self._textworld_at != key:
+            self._textworld_reset()
+            for i, replayed in enumerate(key):
+                state, _, _ = self._env.step(replayed)
+                self.textworld_steps += 1
+                self._textworld_at = key[:i + 1]
+            # states on the way are known already; TextWorld is now at ``key``
+        state, _, _ = self._env.step(command)
+        self.textworld_steps += 1
+        self._record(key + (command,), state)
 
 
 # --------------------------------------------------------------------------- #
