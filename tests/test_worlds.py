@@ -1,0 +1,209 @@
+"""One agent code path, two worlds: Sokoban's results pinned across the env refactor,
+and search, RESIM, the agent loop and the exact Sim Score on ALFWorld text games."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+
+from dynamind_lite.paths import REPO_ROOT, tiny_base_dir
+from dynamind_lite.response import parse_plan, parse_response, parse_rollouts
+from dynamind_lite.simrollout import extract_plan
+
+needs_textworld = pytest.mark.skipif(importlib.util.find_spec("textworld") is None,
+                                     reason="the alfworld extra is not installed (bash scripts/setup.sh --dev)")
+ALFWORLD_DATA = REPO_ROOT / "data" / "alfworld"
+
+
+def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "dynamind_lite", *args], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=timeout)
+
+
+# --------------------------------------------------------------------------- #
+# Sokoban: the numbers the code gave before worlds existed
+# --------------------------------------------------------------------------- #
+
+SOKOBAN_RESIM_SHA256 = "26f9429ca071b017b1cbe45b2d0840b947fffb9305030ffd0291630f17e1b08f"
+"""sha256 of the SFT file of the command below, made by the code before the env refactor (commit 3dcb741)."""
+
+SOKOBAN_BASE_EVAL = {"num_successes": 0, "num_steps": 24, "mean_gen_tokens": 15.583333333333334,
+                     "invalid_action_rate": 0.0, "truncated_response_rate": 0.0}
+"""The tiny base model's sampled play of 8 id_test levels (3 steps, T=1, seed 0), before the refactor."""
+
+
+def test_sokoban_resim_data_is_byte_identical_to_before_the_env_refactor(tmp_path):
+    out = tmp_path / "resim.jsonl"
+    result = _run("resim", "--levels", "data/sokoban/id_test.jsonl", "--out", str(out), "--limit", "24",
+                  "--b", "2", "--d", "2", "--explore", "0.1", "--refine", "0.2", "--workers", "1", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["num_successes"], summary["num_examples"], summary["num_decisions"]) == (24, 168, 139)
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == SOKOBAN_RESIM_SHA256
+
+
+def test_sokoban_agent_loop_metrics_are_unchanged_by_the_env_refactor(tmp_path):
+    out = tmp_path / "eval.json"
+    result = _run("evaluate", "--model", str(tiny_base_dir()), "--levels", "data/sokoban/id_test.jsonl",
+                  "--out", str(out), "--preset", "tiny", "--limit", "8", "--max-steps", "3",
+                  "--temperature", "1.0", "--max-new-tokens", "160")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(out.read_text())
+    assert {key: metrics[key] for key in SOKOBAN_BASE_EVAL} == SOKOBAN_BASE_EVAL
+    assert metrics["env"] == "sokoban"
+
+
+# --------------------------------------------------------------------------- #
+# The text-command grammar
+# --------------------------------------------------------------------------- #
+
+TEXT_RESPONSE = (
+    "<think>Rollout 1: go to fridge 1, open fridge 1\n"
+    "After go to fridge 1:\nYou arrive at fridge 1. The fridge 1 is closed.\n"
+    "After open fridge 1:\nYou open the fridge 1. The fridge 1 is open.\nIn it, you see a egg 2.\n"
+    "Value: 9.8\n"
+    "Rollout 2: look\nAfter look:\nYou are facing the fridge 1.\nValue: 9.5\n"
+    "Best: Rollout 1.\nPlan: go to fridge 1, open fridge 1</think><answer>Go to  fridge 1</answer>"
+)
+
+
+def test_text_grammar_reads_commands_plans_and_multi_line_states():
+    assert parse_response(TEXT_RESPONSE, commands=True).answer == "go to fridge 1"
+    assert parse_plan(TEXT_RESPONSE, commands=True) == ["go to fridge 1", "open fridge 1"]
+    rollouts = parse_rollouts(TEXT_RESPONSE, commands=True)
+    assert [r.actions for r in rollouts] == [["go to fridge 1", "open fridge 1"], ["look"]]
+    assert rollouts[0].states[1] == ("open fridge 1", "You open the fridge 1. The fridge 1 is open.\n"
+                                                      "In it, you see a egg 2.")
+    assert [r.value for r in rollouts] == [9.8, 9.5]
+    assert extract_plan(TEXT_RESPONSE, max_depth=1, commands=True).actions == ("go to fridge 1",)
+    # Sokoban's reading of the same text finds no move
+    assert parse_response(TEXT_RESPONSE).answer is None and parse_plan(TEXT_RESPONSE) is None
+
+
+@pytest.mark.parametrize("answer", ["", "go to\nfridge 1", "<b>look</b>", "   "])
+def test_text_answers_that_are_no_command_are_malformed(answer):
+    assert parse_response(f"<think>x</think><answer>{answer}</answer>", commands=True).answer is None
+
+
+# --------------------------------------------------------------------------- #
+# ALFWorld: env memory, search, RESIM, the agent loop, Sim Score
+# --------------------------------------------------------------------------- #
+
+
+@pytest.fixture(scope="module")
+def games():
+    from dynamind_lite.envs.alfworld import load_mini_games
+
+    specs = load_mini_games(ALFWORLD_DATA / "id_test.jsonl")
+    return [specs[i] for i in range(0, len(specs), 10)]  # one game per task type
+
+
+@needs_textworld
+def test_remembered_transitions_equal_a_fresh_textworld_replay(games):
+    from dynamind_lite.envs.alfworld import AlfWorldEnv
+    from dynamind_lite.envs.mini_alfworld import tw_pddl
+
+    game, rng = tw_pddl(games[2]), random.Random(0)
+    env = AlfWorldEnv(expert=True)
+    env.reset(game)
+    visited = []
+    for _ in range(12):  # a random walk with jumps back to states seen before
+        if visited and rng.random() < 0.3:
+            env.restore(rng.choice(visited))
+        visited.append(env.snapshot())
+        env.step(rng.choice(env.admissible_commands + ["fly away"]))
+    fresh = AlfWorldEnv(expert=True)
+    for snapshot in visited:
+        fresh.reset(game)  # a new game load: nothing remembered
+        for command in snapshot.commands:
+            observation, *_ = fresh.step(command)
+        assert env.restore(snapshot) == fresh.observation
+        assert env.admissible_commands == fresh.admissible_commands and env.expert_plan == fresh.expert_plan
+    assert env.textworld_resets < len(visited)  # restores did not reset TextWorld each time
+
+
+@needs_textworld
+def test_search_tree_over_admissible_commands_with_the_planners_value(games):
+    from dynamind_lite.envs.alfworld import AlfWorldEnv
+    from dynamind_lite.envs.mini_alfworld import tw_pddl
+    from dynamind_lite.search import ExpertPlanValue, NoisyExpertPolicy, build_tree, value_from_moves
+
+    env = AlfWorldEnv(expert=True)
+    env.reset(tw_pddl(games[1]))
+    plan = env.expert_plan
+    tree = build_tree(env, env.snapshot(), NoisyExpertPolicy(env, epsilon=0.0), b=3, d=2,
+                      value_fn=ExpertPlanValue(env), rng=random.Random(0))
+    rollouts = tree.rollouts()
+    assert len(rollouts) == 3 and len({r.actions[0] for r in rollouts}) == 3  # distinct first commands
+    assert rollouts[0].actions == plan[:2]  # epsilon 0: the planner's plan
+    assert rollouts[0].value == pytest.approx(-0.2 + value_from_moves(len(plan) - 2))
+    assert all(r.value < rollouts[0].value for r in rollouts[1:])  # detours are worth less
+    assert env.snapshot().commands == () and env.expert_plan == plan  # the env is back at s
+
+
+@needs_textworld
+def test_resim_agent_solves_every_task_type_with_real_futures(games, tmp_path):
+    from dynamind_lite.collect import ResimConfig, run_resim_episode
+    from dynamind_lite.envs.alfworld import AlfWorldEnv
+    from dynamind_lite.envs.mini_alfworld import tw_pddl
+    from dynamind_lite.evaluate import compare_simulated_texts
+
+    config = ResimConfig(env="alfworld", b=2, d=3, max_steps=50, refine=0.5)
+    env = AlfWorldEnv(expert=True)
+    for game in games:
+        episode = run_resim_episode(game, config)
+        assert episode.success and episode.optimal_length <= len(episode.steps) <= 50
+        env.reset(tw_pddl(game))
+        for step in episode.steps:  # every simulated future in a^ReSim is the real one
+            states = compare_simulated_texts(env, step.response)
+            assert states and all(s.exact == 1.0 for s in states)
+            env.step(step.action)
+        rows = episode.sft_examples(history_len=1)
+        assert rows[0]["messages"][1]["content"].startswith(f"Task: {game['task']}")
+        assert "Admissible actions: " in rows[0]["messages"][1]["content"]
+    corrupted = episode.steps[0].response.replace("You arrive at", "You fly to", 1)
+    env.reset(tw_pddl(game))
+    assert min(s.exact for s in compare_simulated_texts(env, corrupted)) == 0.0
+
+
+@needs_textworld
+def test_resim_and_evaluate_commands_take_env_alfworld(tmp_path):
+    levels = tmp_path / "games.jsonl"
+    lines = (ALFWORLD_DATA / "ood_test.jsonl").read_text().splitlines()
+    levels.write_text("\n".join(lines[::20]) + "\n")  # 3 OOD games
+    result = _run("resim", "--env", "alfworld", "--levels", str(levels), "--out", str(tmp_path / "sft.jsonl"),
+                  "--workers", "1", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["success_rate"] == 1.0 and summary["config"]["max_steps"] == 50
+    assert sum(n for _, n in summary["successes_by_optimal_length"].values()) == 3
+
+    out = tmp_path / "eval.json"
+    result = _run("evaluate", "--env", "alfworld", "--model", str(tiny_base_dir()), "--levels", str(levels),
+                  "--out", str(out), "--limit", "2", "--max-steps", "2", "--max-new-tokens", "24")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(out.read_text())
+    assert metrics["env"] == "alfworld" and metrics["num_steps"] == 4
+    assert metrics["invalid_action_rate"] == 1.0  # the Sokoban base model writes no ALFWorld command
+    assert metrics["mean_return"] == pytest.approx(-0.1)  # -0.1, then 0 when the budget ends it
+
+
+@needs_textworld
+@pytest.mark.parametrize("command,message", [
+    (["resim", "--env", "alfworld", "--levels", "no/such/folder", "--out", "x.jsonl"], "no such file"),
+    (["evaluate", "--env", "alfworld", "--model", "m", "--levels", "data", "--out", "x.json"],
+     "no ALFWorld games under data"),
+    (["resim", "--env", "alfworld", "--levels", "data/alfworld/id_test.jsonl", "--out", "x.jsonl",
+      "--value", "heuristic"], "supports value 'exact'"),
+])
+def test_bad_alfworld_input_gets_a_clear_error(command, message):
+    if command[0] == "evaluate":
+        command[command.index("--model") + 1] = str(tiny_base_dir())
+    result = _run(*command)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
