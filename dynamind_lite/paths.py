@@ -41,6 +41,12 @@ def tiny_base_dir() -> Path:
     return data_dir() / "models" / "tiny-base"
 
 
+def tiny_alfworld_base_dir() -> Path:
+    """The shipped tiny base model of mini-ALFWorld (``data/models/tiny-alfworld-base``,
+    ``notebooks/08_alfworld.ipynb``): the ALFWorld tokenizer, ReAct play of a noisy planner."""
+    return data_dir() / "models" / "tiny-alfworld-base"
+
+
 def tiny_distill_dir() -> Path:
     """The shipped tiny DISTILL(RESIM) policy (``data/models/tiny-distill``): where notebooks 05
     and 06 start when no earlier notebook has left ``run_dir/distill``."""

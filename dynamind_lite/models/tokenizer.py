@@ -18,6 +18,14 @@ Departures from the paper (which uses Qwen2.5's 151k-token byte-level BPE):
   Unicode an LLM aggregator might write) encodes and decodes back exactly
   (NFC-normalised, as in Qwen2.5).
 
+``build_tokenizer("alfworld")`` learns the vocabulary of the text world instead
+(``notebooks/08_alfworld.ipynb``): the words of ALFWorld's own text grammar
+(``alfworld.info.ALFRED_TWL2_PATH``, every feedback and command template), every
+object and receptacle name of mini-ALFWorld (OOD ones included: an unseen
+object still has its word, as an LLM's tokenizer would), the text-world prompt
+and the a^ReSim grammar. Every word becomes one token, so a command such as
+``take egg 2 from countertop 1`` is a handful of tokens.
+
 The chat template is ChatML, as in Qwen2.5, with ``{% generation %}`` markers
 around the assistant's content so that TRL's ``assistant_only_loss=True``
 trains on the response tokens only.
@@ -85,6 +93,38 @@ def _training_corpus() -> list[str]:
     return [SYSTEM_PROMPT, _GRAMMAR, _GRID_EXAMPLE, *REASONING_PHRASES, " ".join(ACTIONS), "\n".join(ACTIONS)]
 
 
+_TEXT_WORLD_GRAMMAR = (
+    "Task: put a clean egg in fridge\nPrevious state:\nCurrent state:\nAction: go to fridge 1\n"
+    "Action: (invalid)\nAdmissible actions: go to fridge 1; open fridge 1; look; inventory; help\n"
+    "Rollout 1: go to fridge 1, open fridge 1\nAfter go to fridge 1:\nValue: 9.6\nRollout 2: look\n"
+    "Best: Rollout 1.\nPlan: go to fridge 1, open fridge 1\nNothing happens.\n"
+    "Your response:\nReal states of your plan:\nRefine your response with the real states above.\n"
+    "system user assistant\n0 1 2 3 4 5 6 7 8 9 10 -0.1\n"
+)
+
+
+def _text_world_corpus() -> list[str]:
+    """ALFWorld's text grammar, mini-ALFWorld's names and the text-world prompts."""
+    try:
+        import alfworld.info
+    except ImportError:
+        raise ImportError("the ALFWorld tokenizer is learned from ALFWorld's grammar file: "
+                          "pip install -e \".[alfworld]\"") from None
+    from pathlib import Path
+
+    from dynamind_lite.envs.mini_alfworld import DEFAULT_VOCABULARY, TASK_TYPES
+    from dynamind_lite.prompts import ALFWORLD_SYSTEM_PROMPT
+
+    grammar = Path(alfworld.info.ALFRED_TWL2_PATH).read_text()  # command and feedback templates
+    names = [name.lower() for name in (*DEFAULT_VOCABULARY.objects, *DEFAULT_VOCABULARY.receptacles)]
+    return [ALFWORLD_SYSTEM_PROMPT, _TEXT_WORLD_GRAMMAR, grammar, " ".join(names),
+            " ".join(t.replace("_", " ") for t in TASK_TYPES), *REASONING_PHRASES[-2:]]
+
+
+CORPORA = {"sokoban": _training_corpus, "alfworld": _text_world_corpus}
+"""World -> the strings its tokenizer's vocabulary is learned from."""
+
+
 def _byte_to_text(token: str) -> str | None:
     """The text of a byte-level token, or None when it is a partial UTF-8 character."""
     try:
@@ -119,7 +159,7 @@ def _splits_grid_cells(token: str) -> bool:
     return "\n" in text or "\r" in text or (len(text) >= 2 and all(c in GRID_SYMBOLS for c in text))
 
 
-def _learn_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+def _learn_vocab_and_merges(world: str = "sokoban") -> tuple[dict[str, int], list[tuple[str, str]]]:
     """Byte-level BPE on the project's strings, minus merges that glue grid cells.
 
     Returns ``(vocab, merges)``: ids 0-2 the ChatML tokens, then the 256 bytes,
@@ -138,7 +178,7 @@ def _learn_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    scratch.train_from_iterator(_training_corpus(), trainer=trainer)
+    scratch.train_from_iterator(CORPORA[world](), trainer=trainer)
     learned = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m)
                for m in json.loads(scratch.to_str())["model"]["merges"]]
     vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *_BYTE_LEVEL_CHARS])}
@@ -151,10 +191,11 @@ def _learn_vocab_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return vocab, merges
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """The project's domain tokenizer (same bytes every call).
+def build_tokenizer(world: str = "sokoban") -> PreTrainedTokenizerFast:
+    """The project's domain tokenizer for ``world`` (same bytes every call).
 
-    Introduced in ``notebooks/04_resim_sft.ipynb``.
+    Introduced in ``notebooks/04_resim_sft.ipynb`` (Sokoban) and
+    ``notebooks/08_alfworld.ipynb`` (``"alfworld"``; needs the alfworld extra).
 
     Returns a ``Qwen2Tokenizer`` (a ``PreTrainedTokenizerFast``) with ChatML
     special tokens (pad = ``<|endoftext|>``, eos = ``<|im_end|>``), the chat
@@ -162,7 +203,9 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     for generation). Save it with ``save_pretrained`` next to a model and load
     it back with ``AutoTokenizer.from_pretrained``, like any Qwen2.5 tokenizer.
     """
-    vocab, merges = _learn_vocab_and_merges()
+    if world not in CORPORA:
+        raise ValueError(f"unknown world {world!r}; choose one of {sorted(CORPORA)}")
+    vocab, merges = _learn_vocab_and_merges(world)
     tokenizer = Qwen2Tokenizer(
         vocab=vocab,
         merges=merges,
