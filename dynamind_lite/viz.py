@@ -192,6 +192,60 @@ def play(grid: str, max_steps: int = 30) -> SokobanPlayer:
     return SokobanPlayer(grid, max_steps=max_steps)
 
 
+class TextGamePlayer:
+    """Play a text game by hand (``notebooks/08_alfworld.ipynb``): pick one of the
+    admissible commands, press Play; Reset starts the game again.
+
+    The observation and the task show in an ``Output`` widget, with the status line
+    of ``SokobanPlayer`` (step t, last reward r_t, return G, done). ``env`` is any
+    text-world env with ``reset()``, ``step(command)`` and ``legal_actions()``
+    (``envs.alfworld.AlfWorldEnv``), already reset on its game.
+    """
+
+    def __init__(self, env: Any):
+        import ipywidgets as widgets
+
+        self.env = env
+        self.commands = widgets.Dropdown(layout=widgets.Layout(width="420px"))
+        self.buttons = {"Play": widgets.Button(description="Play"), "Reset": widgets.Button(description="Reset")}
+        self.buttons["Play"].on_click(lambda _button: self.step(self.commands.value))
+        self.buttons["Reset"].on_click(lambda _button: self.reset())
+        self.text = widgets.Output()
+        self.status = widgets.HTML()
+        self.widget = widgets.VBox([self.text, self.status,
+                                    widgets.HBox([self.commands, self.buttons["Play"], self.buttons["Reset"]])])
+        self.reset()
+
+    def reset(self) -> None:
+        """Start the game again."""
+        self.observation, self.info = self.env.reset()
+        self.rewards: list[float] = []
+        self._redraw()
+
+    def step(self, command: str) -> None:
+        """Play ``command``; does nothing once the episode is done (press Reset)."""
+        if self.env.done:
+            return
+        self.observation, reward, _, _, self.info = self.env.step(command)
+        self.rewards.append(reward)
+        self._redraw()
+
+    def _redraw(self) -> None:
+        self.commands.options = self.env.legal_actions()
+        self.text.outputs = ()
+        self.text.append_stdout(f"Task: {self.env.task}\n{self.observation}\n")
+        last = f"{self.rewards[-1]:+.1f}" if self.rewards else "-"
+        outcome = ("<b style='color:green'>done!</b>" if self.info.get("success") else
+                   "<b style='color:#c00'>out of steps</b>" if self.env.done else "playing")
+        self.status.value = (f"step {len(self.rewards)}/{self.env.max_steps} &nbsp; last reward {last} &nbsp; "
+                             f"return {sum(self.rewards):+.1f} &nbsp; {outcome}")
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
 # =========================================================================== #
 # Search trees
 # =========================================================================== #

@@ -183,11 +183,11 @@ def main(argv: list[str] | None = None) -> int:
                         "data/models/tiny-base, or tiny-alfworld-base for --world alfworld)")
     parser.add_argument("--levels", default="id_train", help="level split played (data/sokoban/<levels>.jsonl)")
     parser.add_argument("--num-levels", type=int, default=None,
-                        help="levels played, drawn from --levels (default 630; alfworld: 120 generated games)")
+                        help="levels played, drawn from --levels (default 630; alfworld: 240 generated games)")
     parser.add_argument("--epsilon", type=float, default=0.3, help="random-move rate of the noisy solver")
     parser.add_argument("--canvas", type=int, default=0, help="boards are played on this fixed canvas (0: as they are)")
     parser.add_argument("--max-history", type=int, default=4, help="h is drawn in [1, this] per example")
-    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--epochs", type=float, default=None, help="passes over the play data (default 1; alfworld 3)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -199,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     alfworld = args.world == "alfworld"
     out = args.out or (tiny_alfworld_base_dir() if alfworld else tiny_base_dir())
-    num_levels = args.num_levels or (120 if alfworld else 630)
-    out = build_tiny_base(out, args.levels, num_levels, args.epsilon, args.max_history, args.epochs,
+    num_levels = args.num_levels or (240 if alfworld else 630)
+    epochs = args.epochs or (3.0 if alfworld else 1.0)
+    out = build_tiny_base(out, args.levels, num_levels, args.epsilon, args.max_history, epochs,
                           args.lr, args.batch_size, args.seed, args.canvas, world=args.world)
     print(f"saved {out} in {time.perf_counter() - started:.1f}s")
     return 0

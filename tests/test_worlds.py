@@ -207,3 +207,38 @@ def test_bad_alfworld_input_gets_a_clear_error(command, message):
         command[command.index("--model") + 1] = str(tiny_base_dir())
     result = _run(*command)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+@needs_textworld
+def test_alfworld_tokenizer_keeps_words_whole_and_round_trips():
+    from dynamind_lite.models import build_tokenizer
+
+    tokenizer = build_tokenizer("alfworld")
+    text = "You arrive at countertop 1. On it, you see a winebottle 2.\nheat egg 1 with microwave 1"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(ids) == text
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    assert {"Ġcountertop", "Ġwinebottle", "Ġmicrowave", "heat"} <= set(pieces)  # one token per word
+    assert len(ids) <= len(text.split()) * 2
+    assert build_tokenizer("alfworld").get_vocab() == tokenizer.get_vocab()  # deterministic
+    with pytest.raises(ValueError, match="unknown world"):
+        build_tokenizer("chess")
+
+
+@needs_textworld
+def test_text_game_player_plays_the_chosen_command(games):
+    from dynamind_lite.envs.alfworld import AlfWorldEnv
+    from dynamind_lite.envs.mini_alfworld import tw_pddl
+    from dynamind_lite.viz import TextGamePlayer
+
+    env = AlfWorldEnv(expert=True)
+    env.reset(tw_pddl(games[0]))
+    plan = env.expert_plan
+    player = TextGamePlayer(env)
+    assert set(player.commands.options) == set(env.legal_actions()) and "playing" in player.status.value
+    for command in plan:
+        player.commands.value = command
+        player.buttons["Play"].click()
+    assert player.info["success"] and "done!" in player.status.value and len(player.rewards) == len(plan)
+    player.buttons["Reset"].click()
+    assert player.rewards == [] and env.commands == []

@@ -57,8 +57,8 @@ MAX_STEPS = 50
 """Step budget T of an ALFWorld episode (ALFWorld's peers: 50)."""
 INVALID_FEEDBACK = "Nothing happens."
 """What the game prints for a command it cannot play (TextWorld's own words)."""
-REAL_SPLITS = {"id": "valid_seen", "ood": "valid_unseen"}
-"""The paper's ALFWorld test splits under ``$ALFWORLD_DATA/json_2.1.1/``."""
+REAL_SPLITS = {"train": "train", "id": "valid_seen", "ood": "valid_unseen"}
+"""ALFWorld's training split and the paper's test splits under ``$ALFWORLD_DATA/json_2.1.1/``."""
 
 _BANNER = "-= Welcome to TextWorld, ALFRED! =-"
 _TASK_PREFIX = "Your task is to: "
@@ -302,8 +302,8 @@ def load_mini_games(path: str | os.PathLike) -> list[dict]:
 
 
 def real_game_files(distribution: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The ``game.tw-pddl`` files of the real ALFWorld split for ``"id"`` (valid_seen)
-    or ``"ood"`` (valid_unseen), under ``data_dir`` or ``$ALFWORLD_DATA``.
+    """The ``game.tw-pddl`` files of the real ALFWorld split ``"train"``, ``"id"``
+    (valid_seen) or ``"ood"`` (valid_unseen), under ``data_dir`` or ``$ALFWORLD_DATA``.
     FileNotFoundError saying how to get the data when it is not there."""
     if distribution not in REAL_SPLITS:
         raise ValueError(f"distribution must be one of {sorted(REAL_SPLITS)}, got {distribution!r}")
