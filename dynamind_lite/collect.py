@@ -110,7 +110,7 @@ class ResimConfig:
     seed: int = field(default=0, metadata={"help": "Seed; each level's rng is derived from (seed, level id)."})
     env: str = field(default="sokoban", metadata={
         "help": f"World the agent plays: one of {tuple(WORLDS)} (dynamind_lite.worlds). On alfworld the noisy "
-                "solver is the planner, exact V its plan length; heuristic and llm parts are Sokoban's only."})
+                "solver is the planner and exact V its plan length; the heuristic V is Sokoban's only."})
 
     def __post_init__(self) -> None:
         for name, meaning in (("b", "number of rollouts"), ("d", "maximum rollout depth"),
@@ -135,9 +135,9 @@ class ResimConfig:
         if not isinstance(self.seed, int):
             raise ValueError(f"seed must be an integer, got {self.seed!r}")
         get_world(self.env)
-        if self.env != "sokoban" and (self.value != "exact" or self.aggregator != "template"):
-            raise ValueError(f"env {self.env!r} supports value 'exact' and aggregator 'template' so far, got "
-                             f"value {self.value!r} and aggregator {self.aggregator!r}")
+        if self.env != "sokoban" and self.value == "heuristic":
+            raise ValueError(f"the heuristic value function is Sokoban's (box distances); env {self.env!r} "
+                             "takes value 'exact' (the planner) or 'llm'")
 
     @classmethod
     def from_preset(cls, preset: Any, **overrides: Any) -> ResimConfig:
@@ -167,17 +167,19 @@ def make_policy(config: ResimConfig, env: Any = None) -> RolloutPolicy:
 
 def make_value_fn(config: ResimConfig, env: Any = None) -> ValueFunction:
     """The value function named by ``config.value`` (text worlds: the planner's plan length in ``env``)."""
-    if config.env != "sokoban":
-        return ExpertPlanValue(env)
+    text_world = config.env != "sokoban"
     if config.value == "llm":
-        return LLMValueFunction(_chat_client(config))
+        return LLMValueFunction(_chat_client(config), text_env=env if text_world else None)
+    if text_world:
+        return ExpertPlanValue(env)
     return ExactValue() if config.value == "exact" else HeuristicValue()
 
 
-def make_aggregator(config: ResimConfig) -> Aggregator:
-    """The aggregator named by ``config.aggregator``."""
+def make_aggregator(config: ResimConfig, env: Any = None) -> Aggregator:
+    """The aggregator named by ``config.aggregator`` (an LLM one reads a text world's ``env``)."""
     if config.aggregator == "llm":
-        return LLMAggregator(_chat_client(config), history_len=config.history_len, seed=config.seed)
+        return LLMAggregator(_chat_client(config), history_len=config.history_len, seed=config.seed,
+                             text_env=env if config.env != "sokoban" else None)
     return TemplateAggregator(commands=get_world(config.env).commands)
 
 
@@ -293,7 +295,7 @@ def run_resim_episode(level: dict, config: ResimConfig, policy: RolloutPolicy | 
     env = world.make_env(config.max_steps, expert=text_world)
     policy = make_policy(config, env) if policy is None else policy
     value_fn = make_value_fn(config, env) if value_fn is None else value_fn
-    aggregator = make_aggregator(config) if aggregator is None else aggregator
+    aggregator = make_aggregator(config, env) if aggregator is None else aggregator
     rng = random.Random(level_seed(config.seed, level_id))
     observation = world.start(env, level_state)
     episode = ResimEpisode(level_id=level_id, grid="" if text_world else level["grid"],

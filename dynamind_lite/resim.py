@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from dynamind_lite.envs.alfworld import INVALID_FEEDBACK
 from dynamind_lite.envs.sokoban import step_grid
 from dynamind_lite.llm import ChatClient, LLMError, fill_template, load_template
-from dynamind_lite.prompts import SYSTEM_PROMPT, build_messages
+from dynamind_lite.prompts import ALFWORLD_SYSTEM_PROMPT, SYSTEM_PROMPT, build_messages
 from dynamind_lite.response import (
     ACTIONS,
     format_plan,
@@ -236,7 +236,7 @@ def draft_response(tree: SearchTree, rng, wrong_state_prob: float = 0.5,
 
 
 def aggregation_prompt(observation: str, history: Sequence[tuple[str, str]], tree, template: str | None = None,
-                       history_len: int = 1) -> str:
+                       history_len: int = 1, text_env: Any = None) -> str:
     """The aggregation prompt the LLM aggregator sends for ``tree``
     (``notebooks/03_resim_aggregation.ipynb`` prints one).
 
@@ -244,14 +244,24 @@ def aggregation_prompt(observation: str, history: Sequence[tuple[str, str]], tre
     agent's system prompt), the situation (current state with the last
     ``history_len`` steps, as in ``prompts.build_messages``), and every rollout
     block of the tree with its real future states and value, in the grammar the
-    answer must copy (``response.format_rollout``).
+    answer must copy (``response.format_rollout``). ``text_env``: a text world's
+    env in the state of ``observation`` (ALFWorld, ``notebooks/08_alfworld.ipynb``):
+    the situation then shows its task and admissible commands, and the default
+    template is ``templates/resim_aggregate_text.txt``.
     """
     rollouts = tree.rollouts()
     if not rollouts:
         raise AggregationRejected("the search tree has no rollouts to aggregate")
-    situation = build_messages(observation, history, history_len)[1]["content"]
-    blocks = "\n".join(format_rollout(i, r.actions, r.states, r.value) for i, r in enumerate(rollouts, 1))
-    return fill_template(load_template("resim_aggregate") if template is None else template, task=SYSTEM_PROMPT,
+    commands = text_env is not None
+    if commands:
+        situation = build_messages(observation, history, history_len, ALFWORLD_SYSTEM_PROMPT, task=text_env.task,
+                                   legal_actions=text_env.legal_actions())[1]["content"]
+    else:
+        situation = build_messages(observation, history, history_len)[1]["content"]
+    blocks = "\n".join(format_rollout(i, r.actions, r.states, r.value, commands) for i, r in enumerate(rollouts, 1))
+    default = "resim_aggregate_text" if commands else "resim_aggregate"
+    return fill_template(load_template(default) if template is None else template,
+                         task=ALFWORLD_SYSTEM_PROMPT if commands else SYSTEM_PROMPT,
                          situation=situation, num_rollouts=str(len(rollouts)), rollouts=blocks)
 
 
@@ -282,19 +292,25 @@ class LLMAggregator:
         history_len: h, past steps shown (as in ``prompts.build_messages``).
         temperature, max_tokens, seed: sampling settings of each request
             (attempt k uses seed + k when a seed is given).
+        text_env: a text world's env (ALFWorld), in the state being aggregated at
+            each call: the prompt shows its task and admissible commands, and
+            answers are read and checked in the command grammar; None for Sokoban.
     """
 
     name = "llm"
 
     def __init__(self, client: ChatClient, max_attempts: int = 3, template: str | None = None,
-                 history_len: int = 1, temperature: float = 0.0, max_tokens: int = 2048, seed: int | None = None):
+                 history_len: int = 1, temperature: float = 0.0, max_tokens: int = 2048, seed: int | None = None,
+                 text_env: Any = None):
         if not isinstance(max_attempts, int) or max_attempts < 1:
             raise ValueError(f"max_attempts must be an integer >= 1, got {max_attempts!r}")
         if history_len < 0:
             raise ValueError(f"history_len must be >= 0, got {history_len}")
         self.client = client
         self.max_attempts = max_attempts
-        self.template = load_template("resim_aggregate") if template is None else template
+        self.text_env = text_env
+        default = "resim_aggregate" if text_env is None else "resim_aggregate_text"
+        self.template = load_template(default) if template is None else template
         self.history_len = history_len
         self.temperature = temperature
         self.max_tokens = max_tokens
@@ -313,7 +329,7 @@ class LLMAggregator:
 
     def build_prompt(self, observation: str, history: Sequence[tuple[str, str]], tree) -> str:
         """The filled aggregation prompt for ``tree`` (the first user message)."""
-        return aggregation_prompt(observation, history, tree, self.template, self.history_len)
+        return aggregation_prompt(observation, history, tree, self.template, self.history_len, self.text_env)
 
     def aggregate(self, observation: str, history: Sequence[tuple[str, str]], tree) -> str:
         """a^ReSim for ``observation``: a validated ``<think>...</think><answer>A</answer>``.
@@ -330,7 +346,7 @@ class LLMAggregator:
                 result = self.client.chat(messages, temperature=self.temperature, max_tokens=self.max_tokens,
                                           seed=seed)
                 self.completion_tokens += result.completion_tokens
-                validate_resim_response(result.text, tree)
+                validate_resim_response(result.text, tree, commands=self.text_env is not None)
             except LLMError as err:
                 self.rejections += 1
                 self.server_errors += 1

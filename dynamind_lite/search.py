@@ -56,7 +56,7 @@ from typing import Any, Protocol, runtime_checkable
 from dynamind_lite.envs import sokoban
 from dynamind_lite.generation import GenerationConfig, Generator
 from dynamind_lite.llm import ChatClient, LLMError, fill_template, load_template, parse_number, shorten
-from dynamind_lite.prompts import SYSTEM_PROMPT, build_messages
+from dynamind_lite.prompts import ALFWORLD_SYSTEM_PROMPT, SYSTEM_PROMPT, build_messages
 from dynamind_lite.response import ACTIONS, parse_answer
 
 UNSOLVABLE_VALUE = -1.0
@@ -470,6 +470,9 @@ class LLMValueFunction:
             default ``templates/value_estimate.txt``.
         value_range: (low, high) accepted values.
         max_tokens: room for the answer (more for models that reason first).
+        text_env: a text world's env (ALFWorld, ``notebooks/08_alfworld.ipynb``):
+            the prompt then names its task, with ``templates/value_estimate_text.txt``;
+            it is read at the leaf (``reads_env``). None for Sokoban.
 
     Raises LLMError when the answer holds no unambiguous number in range.
     """
@@ -477,12 +480,15 @@ class LLMValueFunction:
     name = "llm"
 
     def __init__(self, client: ChatClient, template: str | None = None,
-                 value_range: tuple[float, float] = (-10.0, 10.0), max_tokens: int = 256):
+                 value_range: tuple[float, float] = (-10.0, 10.0), max_tokens: int = 256, text_env: Any = None):
         low, high = value_range
         if not low < high:
             raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}")
         self.client = client
-        self.template = load_template("value_estimate") if template is None else template
+        self.text_env = text_env
+        self.reads_env = text_env is not None
+        default = "value_estimate" if text_env is None else "value_estimate_text"
+        self.template = load_template(default) if template is None else template
         self.value_range = (float(low), float(high))
         self.max_tokens = max_tokens
 
@@ -492,7 +498,8 @@ class LLMValueFunction:
     def __call__(self, observation: str) -> float:
         if not isinstance(observation, str) or not observation.strip():
             raise ValueError("observation must be a non-empty grid text")
-        prompt = fill_template(self.template, task=SYSTEM_PROMPT, state=observation.strip("\n"))
+        task = SYSTEM_PROMPT if self.text_env is None else f"{ALFWORLD_SYSTEM_PROMPT}\nTask: {self.text_env.task}"
+        prompt = fill_template(self.template, task=task, state=observation.strip("\n"))
         text = self.client.chat([{"role": "user", "content": prompt}], max_tokens=self.max_tokens).text
         value = parse_number(text, "Value")
         low, high = self.value_range

@@ -200,7 +200,7 @@ def test_resim_and_evaluate_commands_take_env_alfworld(tmp_path):
     (["evaluate", "--env", "alfworld", "--model", "m", "--levels", "data", "--out", "x.json"],
      "no ALFWorld games under data"),
     (["resim", "--env", "alfworld", "--levels", "data/alfworld/id_test.jsonl", "--out", "x.jsonl",
-      "--value", "heuristic"], "supports value 'exact'"),
+      "--value", "heuristic"], "the heuristic value function is Sokoban's"),
 ])
 def test_bad_alfworld_input_gets_a_clear_error(command, message):
     if command[0] == "evaluate":
@@ -242,3 +242,37 @@ def test_text_game_player_plays_the_chosen_command(games):
     assert player.info["success"] and "done!" in player.status.value and len(player.rewards) == len(plan)
     player.buttons["Reset"].click()
     assert player.rewards == [] and env.commands == []
+
+
+@needs_textworld
+def test_llm_aggregator_and_value_function_speak_the_text_grammar(games):
+    from dynamind_lite.envs.alfworld import AlfWorldEnv
+    from dynamind_lite.envs.mini_alfworld import tw_pddl
+    from dynamind_lite.llm import ChatClient
+    from dynamind_lite.resim import AggregationRejected, LLMAggregator, TemplateAggregator
+    from dynamind_lite.search import ExpertPlanValue, LLMValueFunction, NoisyExpertPolicy, build_tree
+    from tests.openai_server import ScriptedChatServer
+
+    env = AlfWorldEnv(expert=True)
+    env.reset(tw_pddl(games[3]))
+    tree = build_tree(env, env.snapshot(), NoisyExpertPolicy(env, 0.0), b=2, d=2, value_fn=ExpertPlanValue(env),
+                      rng=random.Random(0))
+    right = TemplateAggregator(commands=True).aggregate(env.observation, [], tree)
+    wrong = right.replace("You arrive at", "You fly to", 1)
+    answers = iter([wrong, right])
+    with ScriptedChatServer(lambda body: next(answers)) as server:
+        client = ChatClient(server.base_url, "scripted-model", max_retries=0, timeout=10.0)
+        aggregator = LLMAggregator(client, max_attempts=2, text_env=env)
+        assert aggregator.aggregate(env.observation, [], tree) == right
+        prompt = server.requests[0]["body"]["messages"][0]["content"]
+        assert f"Task: {env.task}" in prompt and "Admissible actions: " in prompt and "household" in prompt
+        assert "differs from the real one" in server.requests[1]["body"]["messages"][2]["content"]
+    with ScriptedChatServer(lambda body: "<think>x</think><answer>look</answer>") as server:
+        client = ChatClient(server.base_url, "scripted-model", max_retries=0, timeout=10.0)
+        with pytest.raises(AggregationRejected):
+            LLMAggregator(client, max_attempts=1, text_env=env).aggregate(env.observation, [], tree)
+    with ScriptedChatServer(lambda body: "Value: 9.4") as server:
+        client = ChatClient(server.base_url, "scripted-model", max_retries=0, timeout=10.0)
+        value_fn = LLMValueFunction(client, text_env=env)
+        assert value_fn.reads_env and value_fn(env.observation) == 9.4
+        assert f"Task: {env.task}" in server.requests[0]["body"]["messages"][0]["content"]
