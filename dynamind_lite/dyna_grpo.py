@@ -65,6 +65,7 @@ from dynamind_lite.grpo import Sample, episode_samples, group_advantages, grpo_s
 from dynamind_lite.io import save_directory_atomic, write_jsonl_atomic
 from dynamind_lite.progress import Progress
 from dynamind_lite.rollout import EpisodeRecord, run_episodes
+from dynamind_lite.worlds import SOKOBAN
 
 METHODS = ("grpo", "dyna-grpo")
 METRICS_FILE = "rl_metrics.jsonl"
@@ -230,7 +231,7 @@ def validate_rl_arguments(method: str, init: str | os.PathLike, out: str | os.Pa
 
 def train_rl(method: str, init: str | os.PathLike, out: str | os.PathLike, preset: Preset | str = "tiny",
              seed: int = 0, iterations: int | None = None, progress: bool = True, accelerator=None,
-             **overrides) -> RLResult:
+             world: Any = None, levels: Sequence[dict] | None = None, **overrides) -> RLResult:
     """Run GRPO or Dyna-GRPO from the policy at ``init``; write the merged policy and metrics to ``out``.
 
     Introduced in ``notebooks/06_dyna_grpo.ipynb``.
@@ -246,6 +247,9 @@ def train_rl(method: str, init: str | os.PathLike, out: str | os.PathLike, prese
         iterations: overrides ``rl_iterations``.
         accelerator: an ``accelerate.Accelerator`` under ``accelerate launch`` (the
             tasks of each iteration are split over its processes), else None.
+        world, levels: another world (``dynamind_lite.worlds``, e.g. ALFWORLD in
+            ``notebooks/08_alfworld.ipynb``) and its training levels; default
+            Sokoban and the preset's ``rl_train_levels``.
         **overrides: preset fields, e.g. ``rl_tasks=2``.
 
     A run finding a checkpoint in ``out`` resumes from it.
@@ -260,13 +264,16 @@ def train_rl(method: str, init: str | os.PathLike, out: str | os.PathLike, prese
     preset = resolve_preset(preset, overrides)
     validate_rl_arguments(method, init, out, iterations, seed, preset)
     total = iterations or preset.rl_iterations
-    levels = load_levels(level_file(preset.rl_train_levels), canvas=preset.board_canvas)[preset.rl_train_offset:]
+    world = SOKOBAN if world is None else world
+    if levels is None:
+        levels = load_levels(level_file(preset.rl_train_levels), canvas=preset.board_canvas)
+    levels = list(levels)[preset.rl_train_offset:]
     if len(levels) < preset.rl_tasks:
-        raise ValueError(f"rl_train_levels {preset.rl_train_levels!r} has {len(levels)} levels after offset "
-                         f"{preset.rl_train_offset}, fewer than rl_tasks={preset.rl_tasks}")
+        raise ValueError(f"the RL training levels ({preset.rl_train_levels!r} unless given) are {len(levels)} after "
+                         f"offset {preset.rl_train_offset}, fewer than rl_tasks={preset.rl_tasks}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    rank, num_processes = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     if accelerator is not None and accelerator.distributed_type.name not in ("NO", "MULTI_GPU", "MULTI_CPU"):
         raise ValueError(f"the RL update keeps a full replica per process and sums its gradients "
                          f"(grpo.sum_gradients_over_processes): launch it with a data-parallel config such as "
@@ -297,7 +304,7 @@ def train_rl(method: str, init: str | os.PathLike, out: str | os.PathLike, prese
     bar.update(done)
     for iteration in range(done, total):
         phase = phase_of(method, iteration, preset)
-        tasks = iteration_tasks(levels, seed, iteration, preset.rl_tasks)[rank::world]  # this process's share
+        tasks = iteration_tasks(levels, seed, iteration, preset.rl_tasks)[rank::num_processes]  # this process's share
         torch.manual_seed(iteration_seed(seed, iteration) + rank)
         config = GenerationConfig(max_new_tokens=preset.max_new_tokens, temperature=preset.rl_temperature,
                                   do_sample=True, seed=iteration_seed(seed, iteration) + 7 * rank)
@@ -309,7 +316,7 @@ def train_rl(method: str, init: str | os.PathLike, out: str | os.PathLike, prese
         episodes = run_episodes(generator, [task for task in tasks for _ in range(group)],
                                 max_steps=preset.rl_max_steps, history_len=preset.history_len,
                                 generation_config=config, batch_size=preset.eval_batch_size,
-                                seed=config.seed, simrollout=simrollout_flags)
+                                seed=config.seed, simrollout=simrollout_flags, world=world)
         groups = [episodes[i * group:(i + 1) * group] for i in range(len(tasks))]
         rollout_seconds = time.perf_counter() - started
 
@@ -341,7 +348,7 @@ def train_rl(method: str, init: str | os.PathLike, out: str | os.PathLike, prese
         update_seconds = time.perf_counter() - started_update
 
         row = {"iteration": iteration + 1, "phase": phase, **_episode_metrics(standard),
-               "sim_score": sim_score_summary(standard)["sim_score"],
+               "sim_score": sim_score_summary(standard, world)["sim_score"],
                "env_steps": sum(e.num_steps for e in episodes)
                + sum(len(s.refinement.futures) for e in episodes for s in e.steps if s.refinement),
                "generated_tokens": sum(e.num_generated_tokens for e in episodes),

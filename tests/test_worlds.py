@@ -276,3 +276,23 @@ def test_llm_aggregator_and_value_function_speak_the_text_grammar(games):
         value_fn = LLMValueFunction(client, text_env=env)
         assert value_fn.reads_env and value_fn(env.observation) == 9.4
         assert f"Task: {env.task}" in server.requests[0]["body"]["messages"][0]["content"]
+
+
+@needs_textworld
+def test_dyna_grpo_trains_on_alfworld_games(games, tmp_path):
+    import torch
+
+    from dynamind_lite.dyna_grpo import train_rl
+    from dynamind_lite.models import load_policy
+    from dynamind_lite.paths import tiny_alfworld_base_dir
+    from dynamind_lite.worlds import ALFWORLD
+
+    result = train_rl("dyna-grpo", tiny_alfworld_base_dir(), tmp_path / "rl", preset="tiny", iterations=2,
+                      progress=False, world=ALFWORLD, levels=games[:2], rl_tasks=2, rl_group_size=2,
+                      rl_max_steps=3, max_new_tokens=48, rl_learning_rate=1e-3, history_len=5)
+    assert [row["phase"] for row in result.metrics] == ["simulation", "policy"]
+    assert all(row["env_steps"] >= 4 for row in result.metrics)  # 2 tasks x 2 episodes, >= 1 step each
+    trained, _ = load_policy(tmp_path / "rl", device="cpu", dtype="float32")
+    base, _ = load_policy(tiny_alfworld_base_dir(), device="cpu", dtype="float32")
+    changed = any(not torch.equal(a, b) for a, b in zip(trained.parameters(), base.parameters()))
+    assert changed == any(row["samples"] for row in result.metrics)
