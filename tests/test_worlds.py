@@ -296,3 +296,41 @@ def test_dyna_grpo_trains_on_alfworld_games(games, tmp_path):
     base, _ = load_policy(tiny_alfworld_base_dir(), device="cpu", dtype="float32")
     changed = any(not torch.equal(a, b) for a, b in zip(trained.parameters(), base.parameters()))
     assert changed == any(row["samples"] for row in result.metrics)
+
+
+PLAIN_TEXTWORLD = """
+import json, sys
+import textworld
+from alfworld.agents.environment.alfred_tw_env import AlfredDemangler, AlfredInfos
+from textworld.envs.pddl import PddlEnv
+game, commands = json.loads(sys.stdin.read())
+env = AlfredInfos(AlfredDemangler(PddlEnv(textworld.EnvInfos(admissible_commands=True, won=True))))
+env.load(game)
+states = [env.reset()]
+for command in commands:
+    states.append(env.step(command)[0])
+print(json.dumps([[s["feedback"], sorted(s["admissible_commands"]), bool(s["won"])] for s in states]))
+"""
+
+
+@needs_textworld
+def test_memoised_textworld_plays_exactly_like_plain_textworld(games):
+    """The env memoises TextWorld's PDDL translation and template parsing: a plain
+    TextWorld in another process, without either, must print the same game."""
+    from dynamind_lite.envs.alfworld import AlfWorldEnv, clean_observation
+    from dynamind_lite.envs.mini_alfworld import tw_pddl
+
+    game = tw_pddl(games[4])
+    env = AlfWorldEnv(expert=True)
+    env.reset(game)
+    commands = env.expert_plan
+    ours = [(env.observation, env.admissible_commands, env.won)]
+    for command in commands:
+        env.restore(env.snapshot())  # a restore in between changes nothing
+        env.step(command)
+        ours.append((env.observation, env.admissible_commands, env.won))
+    plain = subprocess.run([sys.executable, "-c", PLAIN_TEXTWORLD], input=json.dumps([game, commands]),
+                           capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0, plain.stderr
+    theirs = [(clean_observation(text)[0], admissible, won) for text, admissible, won in json.loads(plain.stdout)]
+    assert ours == theirs and ours[-1][2]
