@@ -98,14 +98,21 @@ def _memoise_translation(pddl_logic) -> None:
 
 
 def _memoise_template_parsing() -> None:
-    """TextWorld parses every command and feedback template with tatsu at every step
-    (about half of a step's time); the parse is a pure function of the template
-    text, so it is kept, and each call gets its own deep copy (TextWorld mutates it)."""
+    """TextWorld parses every command and feedback template, and the logic queries in
+    them, with tatsu at every step (most of a step's time); a parse is a pure
+    function of its text, so it is kept, and each call gets its own deep copy
+    (TextWorld mutates what it gets)."""
     import textworld.envs.pddl.textgen as textgen
+    import textworld.logic as logic
 
-    if getattr(textgen._parse_and_convert, "memoised", False):
-        return
-    parse, parsed = textgen._parse_and_convert, {}
+    for module in (textgen, logic):
+        if getattr(module._parse_and_convert, "memoised", False):
+            continue
+        module._parse_and_convert = _memoised(module._parse_and_convert)
+
+
+def _memoised(parse):
+    parsed = {}
 
     def memoised(text, **options):
         key = (text, tuple(sorted(options.items())))
@@ -114,7 +121,7 @@ def _memoise_template_parsing() -> None:
         return copy.deepcopy(parsed[key])
 
     memoised.memoised = True
-    textgen._parse_and_convert = memoised
+    return memoised
 
 
 def clean_observation(text: str) -> tuple[str, str | None]:
