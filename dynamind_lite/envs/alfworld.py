@@ -23,8 +23,9 @@ Snapshots are the commands played since reset (``ReplaySnapshot``), and every
 transition TextWorld executes is remembered, keyed by the valid commands that
 lead to it (an invalid command never changes the game). ``restore`` and a step
 already seen are therefore dictionary look-ups; only a transition never seen
-before runs TextWorld, after a reset-and-replay when TextWorld is elsewhere.
-A search tree of b rollouts of depth d costs about b * d real transitions, not
+before runs TextWorld, after a reset-and-replay when TextWorld is elsewhere;
+that replay re-applies the recorded PDDL operators without deriving any text
+(``_replay``), a fraction of a step each. A search tree of b rollouts of depth d costs about b * d real transitions, not
 b * (t + d) replayed steps. Two more things make TextWorld fast enough for RESIM:
 
 - TextWorld translates the PDDL problem to SAS at *every* reset (0.45 s of a
@@ -163,8 +164,9 @@ class AlfWorldEnv:
         expert: also report the planner's remaining plan (``info["expert_plan"]``);
             it replans at every new transition (a few ms on mini-games, more on real ones).
 
-    Counters: ``textworld_steps`` (transitions TextWorld executed, replays
-    included) and ``textworld_resets``.
+    Counters: ``textworld_steps`` (transitions TextWorld executed with their
+    text), ``textworld_resets``, and ``replayed_operators`` (PDDL operators
+    re-applied to bring TextWorld back to a state, ``_replay``).
     """
 
     def __init__(self, max_steps: int = MAX_STEPS, expert: bool = False):
@@ -176,12 +178,13 @@ class AlfWorldEnv:
         self._env = infos(demangler(pddl_env(request)))
         self._game: dict | None = None
         self._known: dict[tuple[str, ...], _GameState] = {}  # valid commands from reset -> state reached
+        self._operators: dict[tuple[str, ...], tuple] = {}  # the same key -> the PDDL operator of its last command
         self._textworld_at: tuple[str, ...] | None = None  # where TextWorld itself is
         self._key: tuple[str, ...] = ()  # where the episode is: the valid commands played
         self.commands: list[str | None] = []
         self.task: str | None = None
         self.observation = ""
-        self.textworld_steps = self.textworld_resets = 0
+        self.textworld_steps = self.textworld_resets = self.replayed_operators = 0
 
     # ---- the MDP ------------------------------------------------------------ #
 
@@ -191,7 +194,7 @@ class AlfWorldEnv:
         if game is not None:
             self._game = json.loads(Path(game).read_text()) if isinstance(game, (str, os.PathLike)) else game
             self._env.load(self._game)
-            self._known, self._textworld_at = {}, None
+            self._known, self._operators, self._textworld_at = {}, {}, None
             self._textworld_reset()
         if self._game is None:
             raise RuntimeError("reset() needs a game the first time")
@@ -283,15 +286,35 @@ class AlfWorldEnv:
     def _execute(self, key: tuple[str, ...], command: str) -> None:
         """Run the transition (key, command) in TextWorld, replaying to ``key`` first."""
         if self._textworld_at != key:
-            self._textworld_reset()
-            for i, replayed in enumerate(key):
-                state, _, _ = self._env.step(replayed)
-                self.textworld_steps += 1
-                self._textworld_at = key[:i + 1]
-            # states on the way are known already; TextWorld is now at ``key``
+            self._replay(key)
         state, _, _ = self._env.step(command)
         self.textworld_steps += 1
+        self._operators[key + (command,)] = _signature(self._env.unwrapped._last_action)
         self._record(key + (command,), state)
+
+    def _replay(self, key: tuple[str, ...]) -> None:
+        """Put TextWorld at ``key`` (every transition on the way was executed before):
+        reset, then re-apply the recorded PDDL operators directly, without deriving
+        the text of every step (the text is known), and derive the state's commands
+        once at the end so that the next ``step`` finds them."""
+        from textworld.core import GameState
+
+        inner = self._env.unwrapped  # TextWorld's PddlEnv under the ALFWorld wrappers
+        inner.reset()
+        self.textworld_resets += 1
+        for i in range(len(key)):
+            wanted = self._operators[key[:i + 1]]
+            action = next(a for a in inner._pddl_state.all_applicable_actions() if _signature(a) == wanted)
+            inner._pddl_state.apply(action)
+            self.replayed_operators += 1
+        inner.state, inner._last_action, inner._moves = GameState(), None, len(key)
+        inner._gather_infos()
+        self._textworld_at = key
+
+
+def _signature(action) -> tuple:
+    """A PDDL action as its operator name and arguments (what re-applies it)."""
+    return action.name, tuple(sorted((placeholder.name, variable.name) for placeholder, variable in action.mapping.items()))
 
 
 # --------------------------------------------------------------------------- #
