@@ -124,7 +124,7 @@ class AlfWorldWorld:
 
     def start(self, env: alfworld.AlfWorldEnv, level: dict) -> str:
         if "game_file" in level:
-            return env.reset(level["game_file"])[0]
+            return env.reset(alfworld.load_real_game(level["game_file"]))[0]
         from dynamind_lite.envs.mini_alfworld import tw_pddl
 
         return env.reset(tw_pddl(level))[0]

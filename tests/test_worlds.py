@@ -338,3 +338,26 @@ def test_memoised_textworld_plays_exactly_like_plain_textworld(games):
     assert plain.returncode == 0, plain.stderr
     theirs = [(clean_observation(text)[0], admissible, won) for text, admissible, won in json.loads(plain.stdout)]
     assert ours == theirs and ours[-1][2]
+
+
+@needs_textworld
+def test_a_folder_in_the_real_data_layout_plays_and_gets_its_task_from_traj_data(games, tmp_path):
+    """``$ALFWORLD_DATA/json_2.1.1/valid_seen/<task>/trial_*/game.tw-pddl`` (+ traj_data.json): a
+    game whose grammar still has ALFWorld's placeholder goal gets the task of its traj_data."""
+    from dynamind_lite.envs.mini_alfworld import tw_pddl
+    from dynamind_lite.worlds import ALFWORLD
+
+    trial = tmp_path / "valid_seen" / "pick_and_place_simple-Vase-None-DiningTable-1" / "trial_T0"
+    trial.mkdir(parents=True)
+    game = tw_pddl(games[0])
+    game["grammar"] = game["grammar"].replace(games[0]["task"], "UNKNOWN GOAL")
+    (trial / "game.tw-pddl").write_text(json.dumps(game))
+    (trial / "traj_data.json").write_text(json.dumps({"task_type": "pick_and_place_simple", "pddl_params": {
+        "object_sliced": False, "object_target": "Vase", "parent_target": "DiningTable", "toggle_target": "",
+        "mrecep_target": ""}}))
+    levels = ALFWORLD.load_levels(tmp_path / "valid_seen")
+    assert [level["id"] for level in levels] == ["pick_and_place_simple-Vase-None-DiningTable-1/trial_T0"]
+    env = ALFWORLD.make_env(50, expert=True)
+    ALFWORLD.start(env, levels[0])
+    assert "vase" in env.task and "diningtable" in env.task and "UNKNOWN" not in env.task
+    assert env.expert_plan  # the planner solves it as a mini-game

@@ -351,6 +351,20 @@ def real_game_files(distribution: str, data_dir: str | os.PathLike | None = None
     return files
 
 
+def load_real_game(path: str | os.PathLike) -> dict:
+    """A real ALFWorld ``game.tw-pddl``; where its grammar still has ALFWorld's
+    placeholder goal, the task text of the ``traj_data.json`` beside it is filled
+    in (ALFWorld's ``add_task_to_grammar``)."""
+    path = Path(path)
+    game = json.loads(path.read_text())
+    trajectory = path.parent / "traj_data.json"
+    if "UNKNOWN GOAL" in game.get("grammar", "") and trajectory.is_file():
+        from alfworld.agents.utils.misc import add_task_to_grammar
+
+        game["grammar"] = add_task_to_grammar(game["grammar"], json.loads(trajectory.read_text()))
+    return game
+
+
 def play(env: AlfWorldEnv, game: dict, commands: Sequence[str | None]) -> tuple[float, bool, int]:
     """Play ``commands`` from the start of ``game`` (stopping when the episode ends):
     ``(return, success, invalid steps)``."""
