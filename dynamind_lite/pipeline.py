@@ -71,9 +71,13 @@ PROGRESS_EVERY_S = 20
 """Seconds between the progress lines the notebooks print while the pipeline runs them."""
 
 
+_PROGRESS_LINE = re.compile(r"^\[[^\]]+\] \d+/\d+ ")
+
+
 class _ProgressLines:
-    """A file-like sink for papermill's ``stdout_file`` that passes on only the
-    notebooks' progress lines (``[SFT] 120/1582 steps ...``, see ``progress.Progress``)."""
+    """A file-like sink for papermill's ``stderr_file`` that passes on only the
+    notebooks' progress lines (``[SFT] 120/1582 steps ...``, see ``progress.Progress``,
+    which writes them to stderr: a command's stdout stays its result)."""
 
     def __init__(self, out=sys.stdout):
         self.out, self.pending = out, ""
@@ -82,7 +86,7 @@ class _ProgressLines:
         self.pending += text
         *lines, self.pending = self.pending.split("\n")
         for line in lines:
-            if line.startswith("["):
+            if _PROGRESS_LINE.match(line):
                 self.out.write(f"  {line}\n")
         self.out.flush()
 
@@ -137,11 +141,24 @@ def run_notebooks(run_dir: Path, *, preset: str, seed: int, smoke: bool, noteboo
     skipped because its executed copy is complete, see ``why_run``; ``resume=False``
     runs them all). The notebooks' progress lines (every ``PROGRESS_EVERY_S``
     seconds of a long loop) are shown as they come, so a long stage is never silent."""
-    import papermill
-
     from dynamind_lite.progress import PROGRESS_EVERY_ENV
 
+    previous = os.environ.get(PROGRESS_EVERY_ENV)
     os.environ[PROGRESS_EVERY_ENV] = str(PROGRESS_EVERY_S)  # the kernels inherit it
+    try:
+        return _run_notebooks(run_dir, preset=preset, seed=seed, smoke=smoke, notebooks=notebooks,
+                              source_dir=source_dir, log=log, resume=resume)
+    finally:  # this process's own commands keep the setting they had
+        if previous is None:
+            os.environ.pop(PROGRESS_EVERY_ENV, None)
+        else:
+            os.environ[PROGRESS_EVERY_ENV] = previous
+
+
+def _run_notebooks(run_dir: Path, *, preset: str, seed: int, smoke: bool, notebooks: Sequence[str],
+                   source_dir: Path | None, log: Callable[[str], None], resume: bool) -> dict[str, float]:
+    import papermill
+
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     source_dir = notebook_dir(notebooks) if source_dir is None else source_dir
@@ -158,7 +175,7 @@ def run_notebooks(run_dir: Path, *, preset: str, seed: int, smoke: bool, noteboo
         started = time.perf_counter()
         try:
             papermill.execute_notebook(str(source), str(executed), cwd=str(source_dir), kernel_name="python3",
-                                       parameters=parameters, progress_bar=False, stdout_file=_ProgressLines())
+                                       parameters=parameters, progress_bar=False, stderr_file=_ProgressLines())
         except papermill.PapermillExecutionError as err:
             raise RuntimeError(f"notebook {name} failed ({err.ename}: {err.evalue}); "
                                f"the executed notebook with the traceback is {executed}") from None

@@ -81,7 +81,7 @@ class Progress:
         extra = " ".join(f"{k}={_fmt(v)}" for k, v in self.postfix.items())
         left = "done" if final else (f"~{_minutes(elapsed * (1 - share) / share)} left" if share > 0 else "")
         print(f"[{self.desc}] {self.done}/{self.total} {self.unit}s ({share:.0%}) {extra} | "
-              f"{_minutes(elapsed)}, {left}".replace("  ", " "), file=sys.stdout, flush=True)
+              f"{_minutes(elapsed)}, {left}".replace("  ", " "), file=sys.stderr, flush=True)
 
 
 def _fmt(value: Any) -> str:

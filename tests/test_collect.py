@@ -221,3 +221,22 @@ def test_llm_aggregator_failures_are_counted_rejections(id_levels, tmp_path, ser
     assert summary["success_rate"] == 0.0 and summary["dropped_episodes"] == 2
     assert aggregator.stats()["server_errors"] == 4
     assert (tmp_path / "llm.jsonl").read_text() == ""
+
+
+def test_batch_progress_lines_go_to_stderr_so_stdout_stays_json(tmp_path):
+    """With batch-mode progress on (the pipeline's kernels set it), the command's
+    stdout is still exactly its JSON summary; the progress line goes to stderr."""
+    import os
+    import subprocess
+    import sys
+
+    from dynamind_lite.paths import REPO_ROOT
+    from dynamind_lite.progress import PROGRESS_EVERY_ENV
+
+    result = subprocess.run([sys.executable, "-m", "dynamind_lite", "resim", "--levels", "data/sokoban/id_test.jsonl",
+                             "--out", str(tmp_path / "x.jsonl"), "--limit", "2", "--workers", "1", "--no-progress"],
+                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=300,
+                            env={**os.environ, PROGRESS_EVERY_ENV: "1"})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["num_levels"] == 2
+    assert "[RESIM episodes] 2/2 episodes" in result.stderr
