@@ -542,7 +542,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--limit must be >= 1, got {args.limit}")
         if args.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {args.workers}")
-        if not (Path(args.levels).is_file() or (args.env != "sokoban" and Path(args.levels).is_dir())):
+        if args.env == "sokoban" and not Path(args.levels).is_file():
             raise ValueError(f"--levels: no such file {args.levels!r}")
         if Path(args.out).is_dir():
             raise ValueError(f"--out must be a file path, {args.out!r} is a folder")

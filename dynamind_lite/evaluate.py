@@ -650,7 +650,7 @@ def parse_arguments(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, 
     if args.base_model is not None:
         _check_model("--base-model", args.base_model, args.backend)
     levels_path = Path(args.levels)
-    if not (levels_path.is_file() or (world is not SOKOBAN and levels_path.is_dir())):
+    if world is SOKOBAN and not levels_path.is_file():
         raise ValueError(f"levels file {args.levels!r} does not exist")
     try:
         if world is SOKOBAN:

@@ -102,10 +102,14 @@ class AlfWorldWorld:
         """A mini-ALFWorld level file (JSONL), or a folder of real games
         (``<task>/trial_*/game.tw-pddl``, e.g. ``$ALFWORLD_DATA/json_2.1.1/valid_seen``)."""
         path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no ALFWorld level file or games folder at {path}: for the real games, "
+                                    f"{alfworld.HOW_TO_GET_THE_DATA}")
         if path.is_dir():
             files = sorted(path.glob("*/trial_*/game.tw-pddl"))
             if not files:
-                raise FileNotFoundError(f"no ALFWorld games under {path} (expected <task>/trial_*/game.tw-pddl)")
+                raise FileNotFoundError(f"no ALFWorld games under {path} (expected <task>/trial_*/game.tw-pddl); "
+                                        f"for the real games, {alfworld.HOW_TO_GET_THE_DATA}")
             return [{"id": f"{file.parent.parent.name}/{file.parent.name}", "game_file": str(file)} for file in files]
         return alfworld.load_mini_games(path)
 

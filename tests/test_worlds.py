@@ -196,7 +196,9 @@ def test_resim_and_evaluate_commands_take_env_alfworld(tmp_path):
 
 @needs_textworld
 @pytest.mark.parametrize("command,message", [
-    (["resim", "--env", "alfworld", "--levels", "no/such/folder", "--out", "x.jsonl"], "no such file"),
+    (["resim", "--env", "alfworld", "--levels", "no/such/folder", "--out", "x.jsonl"], "alfworld-download"),
+    (["evaluate", "--env", "alfworld", "--model", "m", "--levels", "no/such/valid_seen", "--out", "x.json"],
+     "export ALFWORLD_DATA"),
     (["evaluate", "--env", "alfworld", "--model", "m", "--levels", "data", "--out", "x.json"],
      "no ALFWorld games under data"),
     (["resim", "--env", "alfworld", "--levels", "data/alfworld/id_test.jsonl", "--out", "x.jsonl",

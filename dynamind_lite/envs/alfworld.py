@@ -332,6 +332,12 @@ def load_mini_games(path: str | os.PathLike) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+HOW_TO_GET_THE_DATA = ("download it once on a machine with internet: pip install alfworld && alfworld-download "
+                       "(about 2 GB), then export ALFWORLD_DATA=<that folder>; or play the offline mini-ALFWorld "
+                       "games of data/alfworld/")
+"""What the errors of the real-data path tell a user who does not have it."""
+
+
 def real_game_files(distribution: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
     """The ``game.tw-pddl`` files of the real ALFWorld split ``"train"``, ``"id"``
     (valid_seen) or ``"ood"`` (valid_unseen), under ``data_dir`` or ``$ALFWORLD_DATA``.
@@ -339,9 +345,7 @@ def real_game_files(distribution: str, data_dir: str | os.PathLike | None = None
     if distribution not in REAL_SPLITS:
         raise ValueError(f"distribution must be one of {sorted(REAL_SPLITS)}, got {distribution!r}")
     root = data_dir or os.environ.get("ALFWORLD_DATA")
-    how = ("download it once on a machine with internet: pip install alfworld && alfworld-download "
-           "(about 2 GB), then export ALFWORLD_DATA=<that folder>; or play the offline mini-ALFWorld "
-           "games of data/alfworld/")
+    how = HOW_TO_GET_THE_DATA
     if not root:
         raise FileNotFoundError(f"the real ALFWorld data is not configured: $ALFWORLD_DATA is not set; {how}")
     split_dir = Path(root) / "json_2.1.1" / REAL_SPLITS[distribution]
