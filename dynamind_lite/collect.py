@@ -54,7 +54,6 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from dynamind_lite.envs.sokoban import load_levels
 from dynamind_lite.io import write_jsonl_atomic
 from dynamind_lite.metrics import successes_by_optimal_length, wilson_ci95
 from dynamind_lite.progress import Progress
@@ -453,15 +452,6 @@ def collect_sft_data(levels: Sequence[dict], out: str | os.PathLike, config: Res
     return summarize(episodes, len(rows), tokenizer, tokenizer_name)
 
 
-def load_world_levels(env: str, path: str | os.PathLike, canvas: int = 0) -> list[dict]:
-    """The levels of ``path`` in world ``env`` (Sokoban boards on a fixed ``canvas`` when > 0)."""
-    if env == "sokoban":
-        return load_levels(path, canvas=canvas)
-    if canvas:
-        raise ValueError(f"canvas applies to Sokoban boards only, not to env {env!r}")
-    return get_world(env).load_levels(path)
-
-
 def evaluate_resim(splits: dict[str, str | os.PathLike], config: ResimConfig, limit: int | None = None,
                    workers: int = 1, progress: bool = True, tokenizer: Any = None,
                    tokenizer_name: str | None = None, canvas: int = 0) -> dict[str, Any]:
@@ -478,7 +468,7 @@ def evaluate_resim(splits: dict[str, str | os.PathLike], config: ResimConfig, li
     config = replace(config, explore=0.0, refine=0.0)  # at inference the agent plays its answers
     results = {}
     for name, path in splits.items():
-        levels = load_world_levels(config.env, path, canvas)[:limit]
+        levels = get_world(config.env).load_levels(path, canvas)[:limit]
         episodes = collect_episodes(levels, config, workers=workers, progress=progress)
         results[name] = summarize(episodes, len(sft_rows(episodes, config.history_len)), tokenizer,
                                   tokenizer_name)
@@ -546,7 +536,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--levels: no such file {args.levels!r}")
         if Path(args.out).is_dir():
             raise ValueError(f"--out must be a file path, {args.out!r} is a folder")
-        levels = load_world_levels(args.env, args.levels, args.canvas)[:args.limit]
+        levels = get_world(args.env).load_levels(args.levels, args.canvas)[:args.limit]
         if not levels:
             raise ValueError(f"--levels: {args.levels!r} holds no levels")
         get_world(args.env).check_installed()

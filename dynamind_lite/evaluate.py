@@ -653,11 +653,9 @@ def parse_arguments(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, 
     if world is SOKOBAN and not levels_path.is_file():
         raise ValueError(f"levels file {args.levels!r} does not exist")
     try:
-        if world is SOKOBAN:
-            levels = load_levels(levels_path, canvas=preset.board_canvas)  # the layout the preset's model plays
-        else:
-            world.check_installed()
-            levels = world.load_levels(levels_path)
+        world.check_installed()
+        canvas = preset.board_canvas if world is SOKOBAN else 0  # the board layout the preset's model plays
+        levels = world.load_levels(levels_path, canvas)
     except (ValueError, KeyError, json.JSONDecodeError, FileNotFoundError, ImportError) as err:
         raise ValueError(f"levels file {args.levels!r}: {err}") from None
     if not levels:

@@ -47,8 +47,9 @@ class SokobanWorld:
     system_prompt = SYSTEM_PROMPT
     default_max_steps = 30
 
-    def load_levels(self, path: str | os.PathLike) -> list[dict]:
-        return sokoban.load_levels(path)
+    def load_levels(self, path: str | os.PathLike, canvas: int = 0) -> list[dict]:
+        """A level file of ``data/sokoban/``, boards on a fixed ``canvas`` when > 0."""
+        return sokoban.load_levels(path, canvas=canvas)
 
     def check_installed(self) -> None:
         """Nothing to check: Sokoban is pure Python."""
@@ -98,9 +99,11 @@ class AlfWorldWorld:
     system_prompt = ALFWORLD_SYSTEM_PROMPT
     default_max_steps = alfworld.MAX_STEPS
 
-    def load_levels(self, path: str | os.PathLike) -> list[dict]:
+    def load_levels(self, path: str | os.PathLike, canvas: int = 0) -> list[dict]:
         """A mini-ALFWorld level file (JSONL), or a folder of real games
         (``<task>/trial_*/game.tw-pddl``, e.g. ``$ALFWORLD_DATA/json_2.1.1/valid_seen``)."""
+        if canvas:
+            raise ValueError(f"canvas applies to Sokoban boards only, not to {self.name} games")
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no ALFWorld level file or games folder at {path}: for the real games, "
