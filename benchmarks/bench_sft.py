@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=("preset", "full", "lora", "qlora"), default="preset")
     parser.add_argument("--steps", type=int, default=60, help="optimiser steps timed (after 5 warm-up steps)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--group-by-length", action="store_true", help="sft_group_by_length=True (less padding)")
     args = parser.parse_args()
 
     import torch
@@ -51,7 +52,8 @@ def main() -> None:
             "qlora": dict(full_finetune=False, load_in_4bit=True)}[args.mode]
     warmup = 5
     preset = resolve_preset(get_preset(args.preset), dict(sft_max_steps=warmup + args.steps, sft_save_steps=10 ** 6,
-                                                          sft_grad_accum=1, **mode))
+                                                          sft_grad_accum=1,
+                                                          sft_group_by_length=args.group_by_length, **mode))
     model = args.model or preset.model_name_or_path
 
     class Meter(TrainerCallback):

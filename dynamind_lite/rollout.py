@@ -41,16 +41,18 @@ Where we depart from the paper (which does not describe its loop) and why:
   admissible commands) and reads the answer. In a text world a command that
   is not admissible is played (the env answers "Nothing happens.") and counted
   invalid (``StepRecord.env_invalid``), as is a malformed response.
-- Under greedy decoding an episode whose prompt is the same as at its previous
-  step (a blocked move repeated, so the state and the history window did not
-  change) reuses that step's response instead of generating it again: the
-  answer would be the same, and such loops are where a weak policy spends most
-  of its step budget.
+- Under greedy decoding an episode whose prompt is one it already answered
+  (a blocked move repeated, or a loop such as Left, Right, Left, ...: the same
+  state and history window again) reuses that response instead of generating
+  it again: the answer would be the same, and such loops are where a weak
+  policy spends most of its step budget. On the tiny model's test splits this
+  halves the generate calls of an evaluation (``benchmarks/bench_agent_loop.py``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,7 +186,7 @@ class _RunningEpisode:
     record: EpisodeRecord
     observation: str
     history: list[tuple[str, str]] = field(default_factory=list)
-    last: tuple[list[dict[str, str]], Generation] | None = None  # (prompt, its generation), for greedy reuse
+    answered: dict[str, Generation] = field(default_factory=dict)  # prompt (JSON) -> its generation, greedy reuse
 
 
 def response_action(generation: Generation, world: Any = SOKOBAN) -> str | None:
@@ -261,17 +263,17 @@ def run_episodes(
 
         # ---- one decision for every running episode: prompt -> response ---- #
         prompts = [world.messages(ep.env, ep.observation, ep.history, history_len) for _, ep in running]
-        # Greedy decoding answers the same prompt with the same response, so an episode stuck in a
-        # loop (a blocked move repeated: state and history unchanged) reuses its last one.
+        # Greedy decoding answers the same prompt with the same response, so an episode back at a prompt
+        # it saw before (a blocked move repeated, or a loop of moves: same state and history) reuses that
+        # response: the episode replays its loop exactly, without generating it again.
         sampling = config.do_sample and config.temperature > 0
-        fresh = [i for i, ((_, ep), prompt) in enumerate(zip(running, prompts))
-                 if sampling or ep.last is None or ep.last[0] != prompt]
+        keys = [json.dumps(prompt) for prompt in prompts]
+        generations = [None if sampling else ep.answered.get(key) for (_, ep), key in zip(running, keys)]
+        fresh = [i for i, generation in enumerate(generations) if generation is None]
         round_config = dataclasses.replace(config, seed=seed + round_index)
         new = generator.generate([prompts[i] for i in fresh], round_config) if fresh else []
         if len(new) != len(fresh):
             raise RuntimeError(f"generator returned {len(new)} generations for {len(fresh)} prompts")
-        reused = {i: ep.last[1] for i, (_, ep) in enumerate(running) if ep.last is not None}
-        generations = [reused.get(i) for i in range(len(running))]
         for i, generation in zip(fresh, new):
             generations[i] = generation
         firsts = list(generations)  # what greedy reuse keys on: the response to the prompt itself
@@ -308,7 +310,8 @@ def run_episodes(
                 action=action, reward=float(reward), next_observation=next_observation,
                 terminated=bool(terminated), truncated=bool(truncated), refinement=refinements.get(i),
                 env_invalid=action is not None and bool(info.get("invalid", False)), snapshot=snapshot))
-            ep.last = (messages, firsts[i])
+            if not sampling:
+                ep.answered[keys[i]] = firsts[i]
             ep.history.append((ep.observation, INVALID_HISTORY_ACTION if action is None else action))
             ep.observation = next_observation
             if terminated or truncated:

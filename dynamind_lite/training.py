@@ -253,6 +253,7 @@ def make_sft_trainer(model_name_or_path: str | os.PathLike, dataset, output_dir:
         save_total_limit=2,
         seed=seed,
         data_seed=seed,
+        train_sampling_strategy="group_by_length" if preset.sft_group_by_length else "random",
         report_to="none",
         use_cpu=not on_gpu,
         bf16=half == torch.bfloat16,

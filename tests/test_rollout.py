@@ -20,7 +20,8 @@ def _current_state(conversation: list[dict]) -> str:
 class SolverGenerator:
     """A policy that answers the first move of an optimal solution of the state in
     its prompt (parsed back out of the user message), every ``wrong_every``-th
-    answer replaced by a wall-bumping or malformed one."""
+    answer replaced by a wall-bumping or malformed one (after which a state may have
+    no solution: then it answers Up)."""
 
     def __init__(self, wrong_every: int = 0):
         self.wrong_every = wrong_every
@@ -32,7 +33,7 @@ class SolverGenerator:
         out = []
         for conversation in conversations:
             self.served += 1
-            plan = solve(_current_state(conversation))
+            plan = solve(_current_state(conversation)) or ["Up"]
             if self.wrong_every and self.served % self.wrong_every == 0:
                 text = "I am not sure." if self.served % 2 else format_response("hmm", "Left")
             else:
@@ -173,3 +174,31 @@ def test_a_greedy_episode_stuck_in_a_loop_reuses_its_response():
     run_episodes(sampled, [stuck], max_steps=10, history_len=1,
                  generation_config=GenerationConfig(temperature=1.0, do_sample=True))
     assert sampled.served == 10  # sampling may answer differently: never reused
+
+
+class Oscillator:
+    """A greedy policy that answers Left, then Right, then Left ... by the last move in its prompt:
+    the episode loops with period 2 through the same two prompts."""
+
+    def __init__(self):
+        self.served = 0
+
+    def generate(self, conversations, config):
+        self.served += len(conversations)
+        moves = ["Right" if "Left" in conversation[-1]["content"] else "Left" for conversation in conversations]
+        return [Generation(text=format_response("Back and forth.", move), num_tokens=4, finish_reason="stop")
+                for move in moves]
+
+
+def test_a_greedy_episode_in_a_longer_loop_reuses_every_answered_prompt():
+    level = "######\n#_P__#\n#_X__#\n#_O__#\n######"
+    looping = Oscillator()
+    records = run_episodes(looping, [level], max_steps=12, history_len=1)
+    moves = [step.action for step in records[0].steps]
+    assert moves[:4] == ["Left", "Right", "Left", "Right"] and records[0].num_steps == 12
+    # first prompt (no history), then P moved left and right twice until both prompts of the loop were seen
+    assert looping.served < 6
+    fresh = Oscillator()
+    replayed = run_episodes(fresh, [level], max_steps=12, history_len=1,
+                            generation_config=GenerationConfig(temperature=1.0, do_sample=True))
+    assert fresh.served == 12 and [step.action for step in replayed[0].steps] == moves  # same loop, all generated
