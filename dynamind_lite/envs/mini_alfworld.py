@@ -16,9 +16,13 @@ the grammar (with the goal text) to make the ``.tw-pddl`` dict TextWorld loads
 remade byte for byte by ``scripts/make_mini_alfworld.py``.
 
 Splits, in the way ALFWorld's ``valid_unseen`` differs from its training scenes:
-``OOD_OBJECT_TYPES`` never appear in an ID game (neither as target nor as
-distractor); OOD games target only them. So an OOD game asks for objects, and
-object-receptacle combinations, that training never showed.
+an ID game never asks for one of the ``OOD_OBJECT_TYPES`` (they lie in its scenes
+only as distractors); OOD games ask only for them. So an OOD game is a task about
+objects, and object-receptacle combinations, that training never asked for, in a
+vocabulary the agent has read (``valid_unseen``'s object classes mostly occur in
+the training scenes too; its tasks and layouts do not). When OOD objects were left
+out of the ID scenes altogether, the tiny agent never learned their words and
+solved no OOD game (notebook 08, README).
 
 Where we depart from ALFWorld, and why: scenes are one room with one receptacle
 per location and no movable containers or slicing (ALFWorld's six task types
@@ -541,7 +545,8 @@ def _alfworld_texts(domain_path: str, grammar_path: str) -> tuple[str, str]:
 
 
 OOD_OBJECT_TYPES = frozenset({"Egg", "Cup", "Kettle", "Pan", "WineBottle", "Watch", "Book"})
-"""Object types no ID game contains; OOD games target only them. Chosen so that
+"""Object types no ID game asks for (its scenes may hold them as distractors); OOD games ask only
+for them. Chosen so that
 every task type has OOD targets: cleanable (Egg, Cup, Kettle, Pan), heatable (Egg,
 Cup), coolable (Egg, Cup, Pan, WineBottle), lookable (Watch, Book, Cup)."""
 
@@ -550,9 +555,10 @@ SPLITS = {"id_train": "id", "id_test": "id", "ood_test": "ood"}
 
 
 def split_vocabulary(distribution: str) -> tuple[Vocabulary, frozenset[str] | None]:
-    """(scene vocabulary, allowed target types) of ``"id"`` or ``"ood"`` games."""
+    """(scene vocabulary, allowed target types) of ``"id"`` or ``"ood"`` games: both draw scenes
+    from every object type; ID tasks ask for any type but ``OOD_OBJECT_TYPES``, OOD tasks only for them."""
     if distribution == "id":
-        return DEFAULT_VOCABULARY.restrict(sorted(set(OBJECT_SPECS) - OOD_OBJECT_TYPES)), None
+        return DEFAULT_VOCABULARY, frozenset(OBJECT_SPECS) - OOD_OBJECT_TYPES
     if distribution == "ood":
         return DEFAULT_VOCABULARY, OOD_OBJECT_TYPES
     raise ValueError(f"distribution must be 'id' or 'ood', got {distribution!r}")
