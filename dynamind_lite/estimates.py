@@ -221,8 +221,8 @@ def stage_estimates(preset: Preset, shape: ModelShape, gpus: int, gpu_kind: GPUK
     return [sft, rl, evaluation]
 
 
-TINY_MEASURED_SECONDS = {"01_mdp_sokoban": 3, "02_dfs_search_tree": 2, "03_resim_aggregation": 15,
-                         "04_resim_sft": 830, "05_simrollout": 90, "06_dyna_grpo": 900, "07_results": 60}
+TINY_MEASURED_SECONDS = {"01_mdp_sokoban": 2, "02_dfs_search_tree": 2, "03_resim_aggregation": 14,
+                         "04_resim_sft": 492, "05_simrollout": 63, "06_dyna_grpo": 610, "07_results": 30}
 """Seconds per notebook of the tiny preset, measured on the project's 2-core Xeon (seed 0,
 ``python -m dynamind_lite pipeline --preset tiny``); smoke runs take about a minute each."""
 
