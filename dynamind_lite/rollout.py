@@ -46,7 +46,7 @@ Where we depart from the paper (which does not describe its loop) and why:
   state and history window again) reuses that response instead of generating
   it again: the answer would be the same, and such loops are where a weak
   policy spends most of its step budget. On the tiny model's test splits this
-  halves the generate calls of an evaluation (``benchmarks/bench_agent_loop.py``).
+  halves the generate calls of an evaluation (``benchmarks/bench_eval_reuse.py``).
 """
 
 from __future__ import annotations
