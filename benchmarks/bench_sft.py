@@ -15,6 +15,7 @@ only::
 
     python benchmarks/bench_sft.py --data runs/demo/seed-0/resim/train.jsonl
     python benchmarks/bench_sft.py --data X.jsonl --mode lora --steps 60 --threads 2
+    python benchmarks/bench_sft.py --data X.jsonl --group-by-length   # batches of similar length (less padding)
 
 Without ``--data`` a small RESIM file is collected first (the preset's levels, b and d).
 """
