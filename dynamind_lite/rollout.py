@@ -46,7 +46,8 @@ Where we depart from the paper (which does not describe its loop) and why:
   state and history window again) reuses that response instead of generating
   it again: the answer would be the same, and such loops are where a weak
   policy spends most of its step budget. On the tiny model's test splits this
-  halves the generate calls of an evaluation (``benchmarks/bench_eval_reuse.py``).
+  skips half or more of the generate calls of an evaluation
+  (``benchmarks/bench_eval_reuse.py``).
 """
 
 from __future__ import annotations
@@ -267,8 +268,9 @@ def run_episodes(
         # it saw before (a blocked move repeated, or a loop of moves: same state and history) reuses that
         # response: the episode replays its loop exactly, without generating it again.
         sampling = config.do_sample and config.temperature > 0
-        keys = [json.dumps(prompt) for prompt in prompts]
-        generations = [None if sampling else ep.answered.get(key) for (_, ep), key in zip(running, keys)]
+        keys = [] if sampling else [json.dumps(prompt) for prompt in prompts]  # sampled answers are never reused
+        generations = ([None] * len(running) if sampling
+                       else [ep.answered.get(key) for (_, ep), key in zip(running, keys)])
         fresh = [i for i, generation in enumerate(generations) if generation is None]
         round_config = dataclasses.replace(config, seed=seed + round_index)
         new = generator.generate([prompts[i] for i in fresh], round_config) if fresh else []
