@@ -295,21 +295,28 @@ class AlfWorldEnv:
 
     def _replay(self, key: tuple[str, ...]) -> None:
         """Put TextWorld at ``key`` (every transition on the way was executed before):
-        reset, then re-apply the recorded PDDL operators directly, without deriving
-        the text of every step (the text is known), and derive the state's commands
-        once at the end so that the next ``step`` finds them."""
+        a fresh PDDL state (what ``PddlEnv.reset`` builds, without deriving the intro
+        text and the plan of s_0), the recorded PDDL operators re-applied directly,
+        without deriving the text of every step (the text is known), and the state's
+        commands derived once at the end, without a plan (known too), so that the
+        next ``step`` finds them."""
+        import textworld.envs.pddl.logic as pddl_logic
         from textworld.core import GameState
 
         inner = self._env.unwrapped  # TextWorld's PddlEnv under the ALFWorld wrappers
-        inner.reset()
+        inner._pddl_state = pddl_logic.PddlState(inner.downward_lib, inner._game_data["pddl_problem"], inner._logic)
         self.textworld_resets += 1
         for i in range(len(key)):
             wanted = self._operators[key[:i + 1]]
             action = next(a for a in inner._pddl_state.all_applicable_actions() if _signature(a) == wanted)
             inner._pddl_state.apply(action)
             self.replayed_operators += 1
-        inner.state, inner._last_action, inner._moves = GameState(), None, len(key)
-        inner._gather_infos()
+        inner.state, inner.prev_state, inner._last_action, inner._moves = GameState(), None, None, len(key)
+        wants_plan, inner.request_infos.policy_commands = inner.request_infos.policy_commands, False
+        try:
+            inner._gather_infos()
+        finally:
+            inner.request_infos.policy_commands = wants_plan
         self._textworld_at = key
 
 
