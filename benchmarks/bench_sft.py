@@ -16,6 +16,7 @@ only::
     python benchmarks/bench_sft.py --data runs/demo/seed-0/resim/train.jsonl
     python benchmarks/bench_sft.py --data X.jsonl --mode lora --steps 60 --threads 2
     python benchmarks/bench_sft.py --data X.jsonl --group-by-length   # batches of similar length (less padding)
+    python benchmarks/bench_sft.py --data X.jsonl --fused-lm-head     # TRL's chunked LM head (the tiny preset's is off)
 
 Without ``--data`` a small RESIM file is collected first (the preset's levels, b and d).
 """
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="optimiser steps timed (after 5 warm-up steps)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--group-by-length", action="store_true", help="sft_group_by_length=True (less padding)")
+    parser.add_argument("--fused-lm-head", action="store_true",
+                        help="sft_fused_lm_head=True (TRL's chunked LM head; default: the preset's)")
     args = parser.parse_args()
 
     import torch
@@ -54,7 +57,9 @@ def main() -> None:
     warmup = 5
     preset = resolve_preset(get_preset(args.preset), dict(sft_max_steps=warmup + args.steps, sft_save_steps=10 ** 6,
                                                           sft_grad_accum=1,
-                                                          sft_group_by_length=args.group_by_length, **mode))
+                                                          sft_group_by_length=args.group_by_length, **mode,
+                                                          **({"sft_fused_lm_head": True} if args.fused_lm_head
+                                                             else {})))
     model = args.model or preset.model_name_or_path
 
     class Meter(TrainerCallback):

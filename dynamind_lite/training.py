@@ -206,6 +206,23 @@ class SFTProgressCallback(TrainerCallback):
             self.progress = None
 
 
+def _full_logits_sft_trainer():
+    """``SFTTrainer`` whose loss is the model's own (``transformers.Trainer.compute_loss``: the
+    cross-entropy of the full logits over the assistant tokens, divided by their number), the same
+    eq. (1) as TRL's chunked LM head without its entropy and token-accuracy logs
+    (``Preset.sft_fused_lm_head=False``)."""
+    from transformers import Trainer
+    from trl import SFTTrainer
+
+    class FullLogitsSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs["use_cache"] = False
+            return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
+                                        num_items_in_batch=num_items_in_batch)
+
+    return FullLogitsSFTTrainer
+
+
 def make_sft_trainer(model_name_or_path: str | os.PathLike, dataset, output_dir: str | os.PathLike, preset: Preset,
                      seed: int = 0, callbacks: list | None = None, assistant_only_loss: bool = True,
                      progress: bool = True):
@@ -263,8 +280,9 @@ def make_sft_trainer(model_name_or_path: str | os.PathLike, dataset, output_dir:
         **{checkpoint_arg: checkpointing and on_gpu},
     )
     callbacks = list(callbacks or []) + ([SFTProgressCallback()] if progress else [])
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         callbacks=callbacks)
+    trainer_class = SFTTrainer if preset.sft_fused_lm_head else _full_logits_sft_trainer()
+    trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                            callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # it prints every log dictionary
     return trainer
 

@@ -159,6 +159,38 @@ def test_bad_inputs_fail_before_any_training(tiny_checkpoint, sft_file, tmp_path
     assert not (tmp_path / "out").exists()
 
 
+def test_full_logits_loss_equals_trls_fused_lm_head_loss(tiny_checkpoint, tmp_path):
+    """sft_fused_lm_head=False computes the same eq. (1) as TRL's chunked LM head: on the same
+    batch, the same loss and the same gradients (float tolerance); the tiny preset uses it."""
+    import torch
+
+    from dynamind_lite.training import make_sft_trainer, resolve_preset
+
+    assert get_preset("tiny").sft_fused_lm_head is False and get_preset("full").sft_fused_lm_head is True
+    rows = [{"messages": build_messages(grid, [], 1) + [
+        {"role": "assistant", "content": format_response(f"Plan: {action}", action)}]}
+        for grid, action in zip(GRIDS * 4, ACTIONS * 4)]
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def loss_and_grads(fused: bool):
+        preset = resolve_preset(get_preset("tiny"), dict(FAST, model_name_or_path=tiny_checkpoint,
+                                                         sft_fused_lm_head=fused, sft_max_steps=1))
+        trainer = make_sft_trainer(tiny_checkpoint, load_sft_dataset(str(data)), tmp_path / str(fused), preset,
+                                   progress=False)
+        batch = next(iter(trainer.get_train_dataloader()))
+        num_items = int((batch["labels"][:, 1:] != -100).sum())  # trained tokens after the shift
+        loss = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=torch.tensor(num_items))
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in trainer.model.parameters()]
+
+    fused_loss, fused_grads = loss_and_grads(True)
+    full_loss, full_grads = loss_and_grads(False)
+    assert full_loss == pytest.approx(fused_loss, rel=1e-5)
+    for fused_grad, full_grad in zip(fused_grads, full_grads):
+        torch.testing.assert_close(full_grad, fused_grad, rtol=1e-4, atol=1e-6)
+
+
 def test_group_by_length_batches_have_less_padding(tiny_checkpoint, tmp_path):
     """sft_group_by_length reaches the Trainer: with examples of two very different lengths,
     its batches pad less than random ones (the same data, the same seed)."""
