@@ -266,7 +266,7 @@ _PRESETS = {
     #   the main job under 20 minutes (1.5 epochs and 8 iterations took 28). Random batches (28% padding):
     #   batches grouped by length (sft_group_by_length) train 1.6x faster, but the seed-0 model solved
     #   40% of ID instead of 69% (README, Stage 1 "Time").
-    # * sft_fused_lm_head=False: with a vocabulary of ~1k tokens the full logits are small, and the
+    # * sft_fused_lm_head=False: with a vocabulary of 503 tokens the full logits are small, and the
     #   model's own loss runs 15% faster than TRL's chunked LM head (bench_sft.py: 25.8 vs 22.4 examples/s).
     # * react_eval_levels=40: the tiny base's REACT row needs few episodes.
     # * resim_refine=0.2: the tiny policy learns to read SimRollout's refine prompt in Stage 1
