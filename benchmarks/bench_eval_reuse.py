@@ -5,7 +5,7 @@
 Under greedy decoding an episode back at a prompt it already answered reuses that
 response (a loop replays without generating). This plays each split greedily as
 notebooks 04 and 06 do (budget 30, h = 1, the tiny preset's batch and token cap)
-through a counting generator and prints, per split: env steps (what the loop
+through a recording generator (``bench_agent_loop.RecordingGenerator``) and prints, per split: env steps (what the loop
 would generate without reuse), prompts actually generated, success and seconds.
 Prints one line per split; not a test.
 """
@@ -16,6 +16,7 @@ import argparse
 import time
 
 import torch
+from bench_agent_loop import RecordingGenerator  # benchmarks/ is on sys.path when this script runs
 
 from dynamind_lite.config import get_preset
 from dynamind_lite.envs.sokoban import load_levels
@@ -23,18 +24,6 @@ from dynamind_lite.generation import GenerationConfig, make_generator
 from dynamind_lite.models import load_policy
 from dynamind_lite.paths import level_file, tiny_distill_dir
 from dynamind_lite.rollout import run_episodes
-
-
-class CountingGenerator:
-    """Passes every batch to ``inner`` and counts the prompts it was asked for."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.prompts = 0
-
-    def generate(self, conversations, config):
-        self.prompts += len(conversations)
-        return self.inner.generate(conversations, config)
 
 
 def main() -> None:
@@ -50,14 +39,15 @@ def main() -> None:
     config = GenerationConfig(max_new_tokens=preset.max_new_tokens)
     for split in args.splits:
         levels = load_levels(level_file(split))
-        counting = CountingGenerator(generator)
+        recording = RecordingGenerator(generator)
         started = time.perf_counter()
-        records = run_episodes(counting, levels, max_steps=preset.max_steps, history_len=preset.history_len,
+        records = run_episodes(recording, levels, max_steps=preset.max_steps, history_len=preset.history_len,
                                generation_config=config, batch_size=preset.eval_batch_size)
         seconds = time.perf_counter() - started
         steps = sum(r.num_steps for r in records)
+        prompts = sum(len(batch) for batch in recording.batches)
         print(f"{split}: {len(levels)} levels, success {sum(r.success for r in records)}, {steps} steps, "
-              f"{counting.prompts} prompts generated ({100 * (1 - counting.prompts / steps):.0f}% reused), "
+              f"{prompts} prompts generated ({100 * (1 - prompts / steps):.0f}% reused), "
               f"{seconds:.1f} s")
 
 

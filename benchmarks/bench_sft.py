@@ -55,11 +55,11 @@ def main() -> None:
             "lora": dict(full_finetune=False, load_in_4bit=False),
             "qlora": dict(full_finetune=False, load_in_4bit=True)}[args.mode]
     warmup = 5
-    preset = resolve_preset(get_preset(args.preset), dict(sft_max_steps=warmup + args.steps, sft_save_steps=10 ** 6,
-                                                          sft_grad_accum=1,
-                                                          sft_group_by_length=args.group_by_length, **mode,
-                                                          **({"sft_fused_lm_head": True} if args.fused_lm_head
-                                                             else {})))
+    overrides = dict(sft_max_steps=warmup + args.steps, sft_save_steps=10 ** 6, sft_grad_accum=1,
+                     sft_group_by_length=args.group_by_length, **mode)
+    if args.fused_lm_head:  # else the preset's own loss path
+        overrides["sft_fused_lm_head"] = True
+    preset = resolve_preset(get_preset(args.preset), overrides)
     model = args.model or preset.model_name_or_path
 
     class Meter(TrainerCallback):
