@@ -327,13 +327,17 @@ def episode_metrics(records: Sequence[EpisodeRecord], world: Any = SOKOBAN) -> d
     """The metrics of one evaluation run (JSON-ready).
 
     success_rate in [0, 1] with ci95 = [low, high] (Wilson); mean_steps, mean_return;
-    invalid_action_rate = invalid steps / steps; truncated_response_rate = steps
-    cut at max_new_tokens / steps; mean_gen_tokens = generated tokens / steps;
-    plus the exact Sim Score fields of ``sim_score_summary``."""
+    invalid_action_rate = invalid steps / steps; invalid_after_invalid_rate = the
+    share of steps right after an invalid one that are invalid again (an agent
+    stuck replaying a command; None when no invalid step has a next step);
+    truncated_response_rate = steps cut at max_new_tokens / steps; mean_gen_tokens
+    = generated tokens / steps; plus the exact Sim Score fields of ``sim_score_summary``."""
     if not records:
         raise ValueError("no episodes to score")
     steps = [step for record in records for step in record.steps]
     successes = sum(record.success for record in records)
+    after_invalid = [step.invalid for record in records
+                     for before, step in zip(record.steps, record.steps[1:]) if before.invalid]
     metrics: dict[str, Any] = {
         "num_levels": len(records),
         "num_successes": successes,
@@ -343,6 +347,7 @@ def episode_metrics(records: Sequence[EpisodeRecord], world: Any = SOKOBAN) -> d
         "mean_return": sum(r.total_reward for r in records) / len(records),
         "num_steps": len(steps),
         "invalid_action_rate": sum(s.invalid for s in steps) / len(steps),
+        "invalid_after_invalid_rate": sum(after_invalid) / len(after_invalid) if after_invalid else None,
         "truncated_response_rate": sum(s.finish_reason == "length" for s in steps) / len(steps),
         "mean_gen_tokens": sum(s.num_tokens for s in steps) / len(steps),
     }

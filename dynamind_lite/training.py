@@ -110,20 +110,21 @@ def load_sft_dataset(train_file: str | os.PathLike):
     path = Path(train_file)
     if not path.is_file():
         raise ValueError(f"SFT data file {str(path)!r} does not exist")
+    examples = 0
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
+            examples += 1
             try:
                 roles = [m["role"] for m in json.loads(line)["messages"]]
             except (json.JSONDecodeError, KeyError, TypeError) as error:
                 raise ValueError(f"{path}:{number}: not a {{'messages': [...]}} row ({error})") from None
             if roles[-1:] != ["assistant"]:
                 raise ValueError(f"{path}:{number}: the last message must be the assistant's, got roles {roles}")
-    dataset = load_dataset("json", data_files=str(path), split="train")
-    if len(dataset) == 0:
-        raise ValueError(f"SFT data file {str(path)!r} holds no example")
-    return dataset.select_columns(["messages"])
+    if not examples:  # checked here: datasets' JSON loader fails on an empty file with a bare StopIteration
+        raise ValueError(f"SFT data file {str(path)!r} holds no example (did the RESIM agent solve no level?)")
+    return load_dataset("json", data_files=str(path), split="train").select_columns(["messages"])
 
 
 def latest_checkpoint(output_dir: str | os.PathLike) -> str | None:

@@ -140,7 +140,14 @@ class AlfWorldWorld:
         return parse_answer(text, commands=True)
 
     def random_action(self, env: alfworld.AlfWorldEnv, rng: random.Random) -> str:
-        return rng.choice(env.legal_actions())
+        """An off-path command (``ResimConfig.explore``): half the time the last command again when the game
+        no longer admits it (`go to X` where the agent stands, `take A from X` twice: the slip a policy makes,
+        and ALFWorld's "Nothing happens.", like Sokoban's blocked move); otherwise a random admissible one."""
+        admissible = env.legal_actions()
+        last = env.commands[-1] if env.commands else None
+        if rng.random() < 0.5 and last is not None and last not in admissible:
+            return last
+        return rng.choice(admissible)
 
     def messages(self, env: alfworld.AlfWorldEnv, observation: str, history: Sequence[tuple[str, str]],
                  history_len: int) -> list[dict[str, str]]:

@@ -6,6 +6,7 @@ the paper's instruct base model, Qwen2.5-7B-Instruct)::
     python scripts/build_tiny_base.py                      # -> data/models/tiny-base
     python scripts/build_tiny_base.py --out /tmp/tb --episodes 300
     python scripts/build_tiny_base.py --world alfworld     # -> data/models/tiny-alfworld-base
+    python scripts/build_tiny_base.py --world alfworld --hidden-size 192 --layers 6 --out /tmp/wider  # a larger model
 
 ``--world alfworld`` (``notebooks/08_alfworld.ipynb``) builds the same kind of
 model for mini-ALFWorld: the ALFWorld tokenizer (``build_tokenizer("alfworld")``),
@@ -59,7 +60,8 @@ from dynamind_lite.search import NoisyExpertPolicy, NoisySolverPolicy
 
 ARCHITECTURE = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=8,
                     num_key_value_heads=4, max_position_embeddings=2048, tie_word_embeddings=True)
-"""Qwen2 config of the tiny base model (about 0.85M parameters, ~3.4 MB in float32)."""
+"""Qwen2 config of the tiny base model (about 0.85M parameters, ~3.4 MB in float32); ``--hidden-size``
+and ``--layers`` change its width (the MLP stays 3x as wide) and depth."""
 
 _DIRECTION = {"Up": (-1, 0), "Down": (1, 0), "Left": (0, -1), "Right": (0, 1)}
 _WHERE = {"Up": "above me", "Down": "below me", "Left": "to my left", "Right": "to my right"}
@@ -192,7 +194,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden-size", type=int, default=ARCHITECTURE["hidden_size"],
+                        help="width of the model (its MLP is 3x as wide)")
+    parser.add_argument("--layers", type=int, default=ARCHITECTURE["num_hidden_layers"], help="decoder layers")
     args = parser.parse_args(argv)
+    if args.hidden_size % ARCHITECTURE["num_attention_heads"]:
+        parser.error(f"--hidden-size must be a multiple of {ARCHITECTURE['num_attention_heads']} (the attention heads), "
+                     f"got {args.hidden_size}")
+    if args.layers < 1:
+        parser.error(f"--layers must be at least 1, got {args.layers}")
+    architecture = dict(ARCHITECTURE, hidden_size=args.hidden_size, intermediate_size=3 * args.hidden_size,
+                        num_hidden_layers=args.layers)
     import torch
 
     torch.set_num_threads(args.threads)
@@ -202,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     num_levels = args.num_levels or (240 if alfworld else 630)
     epochs = args.epochs or (3.0 if alfworld else 1.0)
     out = build_tiny_base(out, args.levels, num_levels, args.epsilon, args.max_history, epochs,
-                          args.lr, args.batch_size, args.seed, args.canvas, world=args.world)
+                          args.lr, args.batch_size, args.seed, args.canvas, architecture, world=args.world)
     print(f"saved {out} in {time.perf_counter() - started:.1f}s")
     return 0
 

@@ -55,6 +55,22 @@ def test_invalid_commands_cost_a_step_and_change_nothing(env):
     assert env.snapshot().commands == ("fly to the moon", None, take_too_early, "")
 
 
+def test_an_off_path_command_is_admissible_or_the_last_command_repeated_in_vain(env):
+    from dynamind_lite.worlds import ALFWORLD
+
+    game = tw_pddl(make_game("pick_and_place_simple", random.Random("off-path")))
+    _, info = env.reset(game)
+    rng = random.Random(0)
+    assert all(ALFWORLD.random_action(env, rng) in env.admissible_commands for _ in range(20))  # nothing played yet
+    first = info["expert_plan"][0]
+    env.step(first)  # `go to X`: where the agent now stands, so not admissible again
+    drawn = [ALFWORLD.random_action(env, rng) for _ in range(40)]
+    repeated = [c for c in drawn if c == first]
+    assert 10 <= len(repeated) <= 30 and first not in env.admissible_commands
+    assert all(c in env.admissible_commands for c in drawn if c != first)
+    assert env.step(first)[4]["invalid"]  # the repeat is ALFWorld's "Nothing happens."
+
+
 def test_budget_ends_an_unsolved_episode_with_zero_reward():
     from dynamind_lite.envs.alfworld import AlfWorldEnv
 

@@ -203,6 +203,7 @@ def test_episode_metrics_counts():
     low, high = metrics["ci95"]
     assert 0.0 < low < 0.5 < high < 1.0
     assert metrics["invalid_action_rate"] == pytest.approx(1 / 5)
+    assert metrics["invalid_after_invalid_rate"] == 0.0  # the one invalid step is followed by a valid one
     assert metrics["truncated_response_rate"] == pytest.approx(1 / 5)
     assert metrics["mean_gen_tokens"] == pytest.approx((10 + 11 + 10 + 11 + 12) / 5)
     assert metrics["mean_steps"] == 2.5
@@ -210,6 +211,11 @@ def test_episode_metrics_counts():
     json.dumps(metrics)
     with pytest.raises(ValueError, match="no episodes"):
         episode_metrics([])
+    stuck = _record([good, "nonsense", "nonsense", "nonsense", good])  # invalid, invalid again twice, then valid
+    for step in stuck.steps[1:4]:
+        step.action = None
+    assert episode_metrics([stuck, solved])["invalid_after_invalid_rate"] == pytest.approx(2 / 3)
+    assert episode_metrics([solved])["invalid_after_invalid_rate"] is None
 
 
 def test_judge_sim_score_through_a_real_local_server():

@@ -180,7 +180,7 @@ def test_shipped_tiny_base_is_a_small_qwen2_checkpoint_that_answers_in_format():
     assert all(parse_response(t).valid for t in texts), texts
 
 
-def test_build_tiny_base_is_deterministic(tmp_path):
+def _build_tiny_base_script():
     import importlib.util
 
     from dynamind_lite.paths import REPO_ROOT
@@ -188,6 +188,11 @@ def test_build_tiny_base_is_deterministic(tmp_path):
     spec = importlib.util.spec_from_file_location("build_tiny_base", REPO_ROOT / "scripts" / "build_tiny_base.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_build_tiny_base_is_deterministic(tmp_path):
+    script = _build_tiny_base_script()
     architecture = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
                         num_key_value_heads=2, tie_word_embeddings=True)
     torch.set_num_threads(1)
@@ -199,3 +204,17 @@ def test_build_tiny_base_is_deterministic(tmp_path):
                                   "num_boxes": 1}], epsilon=0.0, max_history=3, seed=0)
     assert [r["messages"][-1]["content"] for r in rows] == [
         "<think>The box is below me, so I push it down.</think><answer>Down</answer>"]
+
+
+def test_build_tiny_base_sizes_the_model_from_its_command_line(tmp_path, capsys):
+    import json
+
+    script = _build_tiny_base_script()
+    with pytest.raises(SystemExit):
+        script.main(["--out", str(tmp_path / "bad"), "--hidden-size", "12"])  # not a multiple of the 8 heads
+    assert "--hidden-size must be a multiple of 8" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    script.main(["--out", str(tmp_path / "m"), "--num-levels", "2", "--hidden-size", "16", "--layers", "1",
+                 "--threads", "1"])
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert (config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]) == (16, 48, 1)

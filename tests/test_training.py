@@ -152,6 +152,10 @@ def test_bad_inputs_fail_before_any_training(tiny_checkpoint, sft_file, tmp_path
     bad.write_text('{"text": "no messages"}\n')
     with pytest.raises(ValueError, match="bad.jsonl:1"):
         run_sft(tiny_checkpoint, bad, tmp_path / "out")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")  # e.g. a RESIM agent that solved no level
+    with pytest.raises(ValueError, match="holds no example"):
+        run_sft(tiny_checkpoint, empty, tmp_path / "out")
     with pytest.raises(ValueError, match="sft_learning_rate"):
         run_sft(tiny_checkpoint, sft_file, tmp_path / "out", sft_learning_rate=0.0)
     with pytest.raises(ValueError, match="no_such_field"):
