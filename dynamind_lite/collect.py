@@ -94,7 +94,8 @@ class ResimConfig:
     epsilon: float = field(default=0.1, metadata={"help": "Random-move probability of the noisy solver, in [0, 1]."})
     explore: float = field(default=0.0, metadata={
         "help": "Probability that the agent plays a random move instead of its answer, in [0, 1): the "
-                "episode then visits off-path states and blocked moves, as a learning policy does."})
+                "episode then visits off-path states and blocked moves, as a learning policy does (text worlds: "
+                "an off-path command, half the time a repeated one that does nothing; worlds.AlfWorldWorld)."})
     refine: float = field(default=0.0, metadata={
         "help": "Fraction of decisions that also make a refine SFT example, in [0, 1]: the SimRollout prompt "
                 "s^refine (a flawed draft response + the real states of its plan, resim.draft_response) with "
