@@ -6,7 +6,7 @@ the paper's instruct base model, Qwen2.5-7B-Instruct)::
     python scripts/build_tiny_base.py                      # -> data/models/tiny-base
     python scripts/build_tiny_base.py --out /tmp/tb --episodes 300
     python scripts/build_tiny_base.py --world alfworld     # -> data/models/tiny-alfworld-base
-    python scripts/build_tiny_base.py --world alfworld --hidden-size 192 --layers 6 --out /tmp/wider  # a larger model
+    python scripts/build_tiny_base.py --world alfworld --hidden-size 192 --out /tmp/wider  # a wider model (2.0M parameters)
 
 ``--world alfworld`` (``notebooks/08_alfworld.ipynb``) builds the same kind of
 model for mini-ALFWorld: the ALFWorld tokenizer (``build_tokenizer("alfworld")``),
@@ -195,12 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden-size", type=int, default=ARCHITECTURE["hidden_size"],
-                        help="width of the model (its MLP is 3x as wide)")
+                        help="width of the model, a multiple of 16 (its MLP is 3x as wide)")
     parser.add_argument("--layers", type=int, default=ARCHITECTURE["num_hidden_layers"], help="decoder layers")
     args = parser.parse_args(argv)
-    if args.hidden_size % ARCHITECTURE["num_attention_heads"]:
-        parser.error(f"--hidden-size must be a multiple of {ARCHITECTURE['num_attention_heads']} (the attention heads), "
-                     f"got {args.hidden_size}")
+    heads = ARCHITECTURE["num_attention_heads"]
+    if args.hidden_size < 2 * heads or args.hidden_size % (2 * heads):
+        parser.error(f"--hidden-size must be a multiple of {2 * heads} ({heads} attention heads of an even width, "
+                     f"which rotary embeddings need), got {args.hidden_size}")
     if args.layers < 1:
         parser.error(f"--layers must be at least 1, got {args.layers}")
     architecture = dict(ARCHITECTURE, hidden_size=args.hidden_size, intermediate_size=3 * args.hidden_size,

@@ -211,8 +211,8 @@ def test_build_tiny_base_sizes_the_model_from_its_command_line(tmp_path, capsys)
 
     script = _build_tiny_base_script()
     with pytest.raises(SystemExit):
-        script.main(["--out", str(tmp_path / "bad"), "--hidden-size", "12"])  # not a multiple of the 8 heads
-    assert "--hidden-size must be a multiple of 8" in capsys.readouterr().err
+        script.main(["--out", str(tmp_path / "bad"), "--hidden-size", "24"])  # 8 heads of width 3: odd
+    assert "--hidden-size must be a multiple of 16" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
     script.main(["--out", str(tmp_path / "m"), "--num-levels", "2", "--hidden-size", "16", "--layers", "1",
                  "--threads", "1"])
