@@ -105,3 +105,31 @@ def test_generation_config_validates(kwargs, message):
 
 def test_generation_record():
     assert Generation("x", 1).finish_reason == "stop"
+
+
+def test_growing_kv_layer_holds_what_concatenation_holds():
+    """GrowingKVLayer against DynamicLayer (torch.cat every step) over a pre-fill and 40 single
+    steps: the buffer reallocates twice (to 2 x the length that overflowed) and the views stay equal."""
+    from transformers.cache_utils import DynamicLayer
+
+    from dynamind_lite.generation.hf import GrowingKVLayer
+
+    torch.manual_seed(0)
+    growing, reference = GrowingKVLayer(), DynamicLayer()
+    for length in [5] + [1] * 40:
+        keys, values = torch.randn(3, 2, length, 4), torch.randn(3, 2, length, 4)  # [B, H_kv, new, head_dim]
+        got, want = growing.update(keys, values), reference.update(keys, values)
+        torch.testing.assert_close(got[0], want[0], rtol=0, atol=0)
+        torch.testing.assert_close(got[1], want[1], rtol=0, atol=0)
+        assert growing.get_seq_length() == reference.get_seq_length()
+    assert growing._key_buffer.shape[-2] == 46  # twice the length that overflowed: 10, 22, 46
+
+
+def test_growing_cache_samples_the_tokens_the_default_cache_samples(policy):
+    model, tokenizer = policy
+    generator = make_generator("hf", model=model, tokenizer=tokenizer, batch_size=4)
+    assert generator.growing_cache  # Qwen2: full attention in every layer
+    config = GenerationConfig(max_new_tokens=120, temperature=1.0, do_sample=True, seed=3)
+    growing = generator.generate(_conversations(), config)
+    generator.growing_cache = False  # transformers' DynamicCache
+    assert generator.generate(_conversations(), config) == growing
