@@ -87,11 +87,6 @@ class Preset:
     sft_group_by_length: bool = False
     """Batch examples of similar length (the Trainer's ``group_by_length`` sampling: shuffled groups of
     50 batches, sorted by length inside), so less of each batch is padding; batches stay random."""
-    sft_batch_by_kind: bool = False
-    """Batches of one kind of example: refine examples (SimRollout's refine prompt, about 1.75x as
-    long) apart from plain ones, batches shuffled together (``training.OneKindBatchSampler``).
-    Random batches pad every example to the longest in its batch; at the tiny preset's data that is
-    30% of all tokens, one-kind batches 3%."""
     sft_fused_lm_head: bool = True
     """True: TRL's loss path, a chunked LM head that never holds the full logits (a vocabulary of 152k
     tokens would need GBs) and also logs entropy and token accuracy. False: the model's own loss from
@@ -217,8 +212,6 @@ def _validate(preset: Preset) -> None:
                  "max_new_tokens",
                  "eval_batch_size", "max_steps", "num_resim_levels", "b", "d"):
         check(name, getattr(preset, name) >= 1, "must be >= 1")
-    check("sft_batch_by_kind", not (preset.sft_batch_by_kind and preset.sft_group_by_length),
-          "and sft_group_by_length are two training orders; choose one")
     check("sft_max_steps", preset.sft_max_steps == -1 or preset.sft_max_steps >= 1, "must be -1 or >= 1")
     check("generation_backend", preset.generation_backend in BACKENDS, f"must be one of {BACKENDS}")
     check("temperature", 0.0 <= preset.temperature <= 2.0, "must be in [0, 2]")
@@ -271,11 +264,10 @@ _PRESETS = {
     #   so a response is ~130 tokens; b=2 compares two first moves.
     # * 1 epoch over 1800 levels (1396 steps): with Stage 2's 6 RL iterations what keeps the main job
     #   near 20 minutes (1.5 epochs and 8 iterations took 28).
-    # * sft_batch_by_kind: refine examples (538 tokens on average) in batches of their own, apart from
-    #   plain ones (308): random batches pad 30% of the tokens, one-kind batches 3%, so SFT does 28%
-    #   less work (on one day's host 491 s random, README "Time"). Batches grouped by length
-    #   (sft_group_by_length, sorted inside groups of 50 batches) trained 1.6x faster, but the seed-0
-    #   model solved 40% of ID instead of 69%; one-kind batches stay random within their kind.
+    #   Random batches pad 30% of the tokens (refine examples average 538 tokens, plain ones 308), but
+    #   batches of similar length train a worse model: grouped by length (sft_group_by_length) the
+    #   seed-0 model solved 40% of ID instead of 69%; refine and plain examples in batches of their own
+    #   (SFT 336 s instead of 443 s) 28.0% instead of 57.5%, Sim Score 0.32 instead of 0.61.
     # * sft_fused_lm_head=False: with a vocabulary of 503 tokens the full logits are small, and the
     #   model's own loss runs 15% faster than TRL's chunked LM head (bench_sft.py: 25.8 vs 22.4 examples/s).
     # * react_eval_levels=40: the tiny base's REACT row needs few episodes.
@@ -290,8 +282,7 @@ _PRESETS = {
     "tiny": dict(
         model_name_or_path=_tiny_base_path, device="cpu", dtype="float32", full_finetune=True,
         sft_epochs=1.0, sft_learning_rate=2e-3, sft_warmup_ratio=0.03, sft_batch_size=8, sft_grad_accum=1,
-        sft_max_seq_len=1024, sft_save_steps=500, sft_fused_lm_head=False, sft_batch_by_kind=True,
-        max_new_tokens=320, eval_batch_size=200,
+        sft_max_seq_len=1024, sft_save_steps=500, sft_fused_lm_head=False, max_new_tokens=320, eval_batch_size=200,
         num_resim_levels=1800, resim_train_levels="id_train", resim_refine=0.2, b=2, d=1, react_eval_levels=40,
         rl_iterations=6, rl_tasks=8, rl_group_size=8, rl_max_steps=12, rl_temperature=0.7, rl_learning_rate=1e-4,
         rl_beta=0.001, rl_micro_batch_size=16,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import random
 import re
 import tempfile
 from collections.abc import Sequence
@@ -39,7 +38,6 @@ from dynamind_lite.config import Preset, get_preset
 from dynamind_lite.io import save_pretrained_atomic, write_json_atomic
 from dynamind_lite.models.loader import LoraSettings, load_policy
 from dynamind_lite.progress import Progress
-from dynamind_lite.prompts import REFINE_INSTRUCTION
 
 FINAL_DIR = "final"
 """Sub-directory of ``output_dir`` holding the merged fine-tuned model."""
@@ -209,77 +207,21 @@ class SFTProgressCallback(TrainerCallback):
             self.progress = None
 
 
-def is_refine_example(messages: Sequence[dict]) -> bool:
-    """True when the example's prompt is SimRollout's refine prompt (its user turn ends with
-    ``prompts.REFINE_INSTRUCTION``), a refine example of the RESIM data (``ResimConfig.refine``)."""
-    users = [m["content"] for m in messages if m["role"] == "user"]
-    return bool(users) and users[-1].rstrip().endswith(REFINE_INSTRUCTION)
-
-
-class OneKindBatchSampler:
-    """Training order in which every batch holds one kind of example (``sft_batch_by_kind``).
-
-    ``kinds[i]``: the kind of example i (here 1 for a refine example, 0 for a plain
-    one). Each epoch shuffles the examples of each kind, cuts them into batches
-    of ``batch_size``, and shuffles those batches together; the few examples that
-    fill no whole batch come last. The DataLoader cuts this order into batches of
-    ``batch_size``, so each of its batches is one kind. Deterministic in
-    (seed, epoch): a resumed run skips into the same order.
-    """
-
-    def __init__(self, kinds: Sequence[int], batch_size: int, seed: int):
-        self.kinds = list(kinds)
-        self.batch_size = batch_size
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.kinds)
-
-    def __iter__(self):
-        rng = random.Random(f"{self.seed}/{self.epoch}")
-        batches, leftovers = [], []
-        for kind in sorted(set(self.kinds)):
-            indices = [i for i, k in enumerate(self.kinds) if k == kind]
-            rng.shuffle(indices)
-            whole = len(indices) - len(indices) % self.batch_size
-            batches += [indices[i:i + self.batch_size] for i in range(0, whole, self.batch_size)]
-            leftovers += indices[whole:]
-        rng.shuffle(batches)
-        return iter([i for batch in batches for i in batch] + leftovers)
-
-
-def _sft_trainer_class(full_logits: bool, kinds: Sequence[int] | None):
-    """``SFTTrainer``, with two optional departures from its defaults:
-
-    - ``full_logits`` (``Preset.sft_fused_lm_head=False``): the model's own loss
-      (``transformers.Trainer.compute_loss``: the cross-entropy of the full logits over
-      the assistant tokens, divided by their number), the same eq. (1) as TRL's chunked
-      LM head without its entropy and token-accuracy logs;
-    - ``kinds`` (``Preset.sft_batch_by_kind``): batches of one kind of example
-      (``OneKindBatchSampler``) instead of random ones.
-    """
+def _full_logits_sft_trainer():
+    """``SFTTrainer`` whose loss is the model's own (``transformers.Trainer.compute_loss``: the
+    cross-entropy of the full logits over the assistant tokens, divided by their number), the same
+    eq. (1) as TRL's chunked LM head without its entropy and token-accuracy logs
+    (``Preset.sft_fused_lm_head=False``)."""
     from transformers import Trainer
     from trl import SFTTrainer
 
-    class DynaMindSFTTrainer(SFTTrainer):
+    class FullLogitsSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            if not full_logits:
-                return super().compute_loss(model, inputs, return_outputs=return_outputs,
-                                            num_items_in_batch=num_items_in_batch)
             inputs["use_cache"] = False
             return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
 
-        def _get_train_sampler(self, train_dataset=None):
-            if kinds is None:
-                return super()._get_train_sampler(train_dataset)
-            return OneKindBatchSampler(kinds, self.args.train_batch_size, self.args.data_seed)
-
-    return DynaMindSFTTrainer
+    return FullLogitsSFTTrainer
 
 
 def make_sft_trainer(model_name_or_path: str | os.PathLike, dataset, output_dir: str | os.PathLike, preset: Preset,
@@ -295,7 +237,7 @@ def make_sft_trainer(model_name_or_path: str | os.PathLike, dataset, output_dir:
     import torch
     from transformers import set_seed
     from transformers.trainer_callback import PrinterCallback
-    from trl import SFTConfig
+    from trl import SFTConfig, SFTTrainer
 
     device = None if preset.device == "auto" else preset.device
     # ---- the policy: plain (full fine-tuning), LoRA, or 4-bit QLoRA ------- #
@@ -339,8 +281,7 @@ def make_sft_trainer(model_name_or_path: str | os.PathLike, dataset, output_dir:
         **{checkpoint_arg: checkpointing and on_gpu},
     )
     callbacks = list(callbacks or []) + ([SFTProgressCallback()] if progress else [])
-    kinds = [int(is_refine_example(row["messages"])) for row in dataset] if preset.sft_batch_by_kind else None
-    trainer_class = _sft_trainer_class(full_logits=not preset.sft_fused_lm_head, kinds=kinds)
+    trainer_class = SFTTrainer if preset.sft_fused_lm_head else _full_logits_sft_trainer()
     trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                             callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # it prints every log dictionary

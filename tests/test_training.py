@@ -195,61 +195,6 @@ def test_full_logits_loss_equals_trls_fused_lm_head_loss(tiny_checkpoint, tmp_pa
         torch.testing.assert_close(full_grad, fused_grad, rtol=1e-4, atol=1e-6)
 
 
-def test_one_kind_batches_cover_every_example_once_in_an_order_fixed_by_seed_and_epoch():
-    from dynamind_lite.training import OneKindBatchSampler
-
-    kinds = [1 if i % 5 == 0 else 0 for i in range(43)]  # 9 refine, 34 plain examples
-    sampler = OneKindBatchSampler(kinds, batch_size=4, seed=7)
-    order = list(sampler)
-    assert sorted(order) == list(range(43))
-    whole = 4 * (9 // 4) + 4 * (34 // 4)  # 40 indices in whole batches, then 3 leftovers
-    for start in range(0, whole, 4):
-        assert len({kinds[i] for i in order[start:start + 4]}) == 1, order[start:start + 4]
-    assert {kinds[i] for i in order[:whole]} == {0, 1}
-    assert list(OneKindBatchSampler(kinds, 4, seed=7)) == order  # same seed, same epoch: same order
-    sampler.set_epoch(1)
-    assert list(sampler) != order
-    assert list(OneKindBatchSampler(kinds, 4, seed=8)) != order
-
-
-def test_batch_by_kind_keeps_refine_examples_apart_and_pads_less(tiny_checkpoint, tmp_path):
-    """sft_batch_by_kind reaches the Trainer: every batch of its DataLoader holds only refine
-    examples or only plain ones, and pads less than random batches of the same data."""
-    from dynamind_lite.prompts import build_refine_messages
-    from dynamind_lite.training import is_refine_example, make_sft_trainer, resolve_preset
-
-    rows = []
-    for i in range(48):
-        grid, action = GRIDS[i % len(GRIDS)], ACTIONS[i % len(ACTIONS)]
-        answer = format_response(f"Plan: {action}", action)
-        prompt = build_refine_messages(grid, [], 1, answer, [(action, grid)] * 3) if i % 3 == 0 \
-            else build_messages(grid)
-        rows.append({"messages": prompt + [{"role": "assistant", "content": answer}]})
-    assert [is_refine_example(r["messages"]) for r in rows] == [i % 3 == 0 for i in range(48)]
-    data = tmp_path / "mixed.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-    def batches(by_kind: bool) -> list[dict]:
-        preset = resolve_preset(get_preset("tiny"), dict(FAST, model_name_or_path=tiny_checkpoint,
-                                                         sft_batch_by_kind=by_kind, sft_max_steps=12))
-        trainer = make_sft_trainer(tiny_checkpoint, load_sft_dataset(str(data)), tmp_path / str(by_kind), preset,
-                                   progress=False)
-        return list(trainer.get_train_dataloader())
-
-    def padding_share(loaded: list[dict]) -> float:
-        return 1 - sum(int(b["attention_mask"].sum()) for b in loaded) / sum(b["input_ids"].numel() for b in loaded)
-
-    one_kind, random_batches = batches(True), batches(False)
-    refine_length = max(int(b["attention_mask"].sum(1).max()) for b in one_kind)
-    for batch in one_kind:  # a refine prompt is far longer than a plain one: lengths tell the kinds apart
-        lengths = batch["attention_mask"].sum(1)
-        assert bool((lengths > refine_length * 0.8).all()) or bool((lengths < refine_length * 0.8).all())
-    assert padding_share(one_kind) < padding_share(random_batches) / 3, \
-        (padding_share(one_kind), padding_share(random_batches))
-    with pytest.raises(ValueError, match="sft_batch_by_kind"):
-        get_preset("tiny", sft_batch_by_kind=True, sft_group_by_length=True)
-
-
 def test_group_by_length_batches_have_less_padding(tiny_checkpoint, tmp_path):
     """sft_group_by_length reaches the Trainer: with examples of two very different lengths,
     its batches pad less than random ones (the same data, the same seed)."""
