@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 from dynamind_lite.envs.mini_alfworld import make_split, tw_pddl  # noqa: E402
 from dynamind_lite.io import write_text_atomic  # noqa: E402
 
-GAMES_PER_TYPE = {"id_train": 30, "id_test": 10, "ood_test": 10}
+GAMES_PER_TYPE = {"id_train": 30, "id_test": 10, "ood_test": 10, "ood_types_test": 10}
 SEED = 0
 
 

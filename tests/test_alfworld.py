@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from dynamind_lite.envs.mini_alfworld import OOD_OBJECT_TYPES, TASK_TYPES, make_game, make_split, tw_pddl
+from dynamind_lite.envs.mini_alfworld import (OOD_OBJECT_TYPES, TASK_TYPES, held_out_pair, make_game, make_split,
+                                              tw_pddl)
 from dynamind_lite.envs.sokoban import STEP_REWARD, SUCCESS_REWARD
 from dynamind_lite.paths import REPO_ROOT
 
@@ -100,17 +101,38 @@ def test_shipped_level_files_are_byte_identical_to_the_script():
         assert (DATA / f"{split}.jsonl").read_text() == module.split_text(split), f"{split}: remake it"
 
 
-def test_ood_games_ask_for_objects_no_id_game_asks_for():
-    id_games = [json.loads(line) for split in ("id_train", "id_test")
-                for line in (DATA / f"{split}.jsonl").read_text().splitlines()]
+def _games(*splits: str) -> list[dict]:
+    return [json.loads(line) for split in splits for line in (DATA / f"{split}.jsonl").read_text().splitlines()]
+
+
+def _pair(game: dict) -> tuple[str, str]:
+    targets = game["targets"]
+    return targets["object"], targets["receptacle"] or targets["toggle"]
+
+
+def test_ood_games_ask_for_combinations_no_id_game_asks_for():
+    """ood_test (as valid_unseen): object types the ID tasks ask for, in (object, destination)
+    pairs no ID task asks for; every pair of it is held out (held_out_pair), none of ID's is."""
+    id_games, ood = _games("id_train", "id_test"), _games("ood_test")
+    assert not any(held_out_pair(*_pair(game)) for game in id_games)
+    assert all(held_out_pair(*_pair(game)) for game in ood)
+    assert {g["task_type"] for g in ood} == set(TASK_TYPES)
+    training = make_split("id_train", 60)  # notebook 08's 360 training games
+    assert not {_pair(g) for g in training} & {_pair(g) for g in ood}
+    assert {g["targets"]["object"] for g in ood} <= {g["targets"]["object"] for g in training}
+
+
+def test_ood_types_games_ask_for_objects_no_id_game_asks_for():
+    id_games = _games("id_train", "id_test")
     assert not {game["targets"]["object"] for game in id_games} & OOD_OBJECT_TYPES
     # ... but ID scenes hold them as distractors, so the agent has read their words
     for object_type in OOD_OBJECT_TYPES:
         assert any(f"{object_type}Type" in game["pddl_problem"] for game in id_games), object_type
-    ood = [json.loads(line) for line in (DATA / "ood_test.jsonl").read_text().splitlines()]
-    assert {game["targets"]["object"] for game in ood} <= OOD_OBJECT_TYPES
-    assert {game["task_type"] for game in ood} == set(TASK_TYPES)
-    assert make_split("ood_test", 1) == make_split("ood_test", 1) != make_split("ood_test", 1, seed=1)
+    ood_types = _games("ood_types_test")
+    assert {game["targets"]["object"] for game in ood_types} <= OOD_OBJECT_TYPES
+    assert {game["task_type"] for game in ood_types} == set(TASK_TYPES)
+    assert make_split("ood_types_test", 1) == make_split("ood_types_test", 1) != \
+        make_split("ood_types_test", 1, seed=1)
 
 
 def test_real_alfworld_without_its_data_fails_with_a_clear_message(monkeypatch, tmp_path):

@@ -15,14 +15,19 @@ the grammar (with the goal text) to make the ``.tw-pddl`` dict TextWorld loads
 (``envs.alfworld.AlfWorldEnv``). The level files of ``data/alfworld/`` are specs,
 remade byte for byte by ``scripts/make_mini_alfworld.py``.
 
-Splits, in the way ALFWorld's ``valid_unseen`` differs from its training scenes:
-an ID game never asks for one of the ``OOD_OBJECT_TYPES`` (they lie in its scenes
-only as distractors); OOD games ask only for them. So an OOD game is a task about
-objects, and object-receptacle combinations, that training never asked for, in a
-vocabulary the agent has read (``valid_unseen``'s object classes mostly occur in
-the training scenes too; its tasks and layouts do not). When OOD objects were left
-out of the ID scenes altogether, the tiny agent never learned their words and
-solved no OOD game (notebook 08, README).
+Splits. ALFWorld's ``valid_unseen`` differs from its training games by "object,
+receptacle and layout combinations never seen in training"; its object classes
+mostly occur in training too. Every game here has a freshly sampled layout, and:
+
+- ``id_train``, ``id_test``: tasks about any object type but the
+  ``OOD_OBJECT_TYPES``, never with a held-out (object, destination) pair (``held_out_pair``);
+- ``ood_test`` (as ``valid_unseen``): tasks whose (object, destination) pair is
+  a held-out pair: object and receptacle types the ID tasks ask
+  for, in combinations no ID task asks for;
+- ``ood_types_test`` (stricter): tasks about the ``OOD_OBJECT_TYPES``, which no ID
+  task asks for (they lie in ID scenes only as distractors, so the agent has read
+  their words; when they were left out of the ID scenes altogether, the tiny
+  agent never learned those words).
 
 Where we depart from ALFWorld, and why: scenes are one room with one receptacle
 per location and no movable containers or slicing (ALFWorld's six task types
@@ -37,7 +42,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import random
-from collections.abc import Collection, Sequence
+import zlib
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 TASK_TYPES = (
@@ -380,24 +386,27 @@ def _sample_receptacle_types(room: Sequence[tuple[str, int, int]], rng: random.R
 
 
 def make_game(task_type: str, rng: random.Random, vocabulary: Vocabulary | None = None,
-              targets: Collection[str] | None = None, max_tries: int = 100) -> dict:
+              targets: Collection[str] | None = None, max_tries: int = 100,
+              pairs: Callable[[str, str], bool] | None = None) -> dict:
     """One game of ``task_type`` as a spec: ``{"task_type", "task", "room", "targets",
     "pddl_problem"}`` (``tw_pddl`` makes it playable). ``vocabulary``: the object and
     receptacle types the scene may hold; ``targets``: the object types the task may
-    ask for (default: any in the vocabulary). A scene that cannot serve the task is
+    ask for (default: any in the vocabulary); ``pairs(object, destination)``: whether
+    the task may ask for that pair (destination: the receptacle type, or the lamp of
+    ``look_at_obj_in_light``; default: any). A scene that cannot serve the task is
     sampled again, up to ``max_tries`` times."""
     if task_type not in TASK_TYPES:
         raise ValueError(f"unknown task type {task_type!r}; choose one of {TASK_TYPES}")
     vocab = vocabulary or DEFAULT_VOCABULARY
     for _ in range(max_tries):
-        game = _try_make_game(task_type, rng, vocab, targets)
+        game = _try_make_game(task_type, rng, vocab, targets, pairs or (lambda obj, destination: True))
         if game is not None:
             return game
     raise RuntimeError(f"could not sample a {task_type} game from this vocabulary in {max_tries} tries")
 
 
 def _try_make_game(task_type: str, rng: random.Random, vocab: Vocabulary,
-                   targets: Collection[str] | None) -> dict | None:
+                   targets: Collection[str] | None, pairs: Callable[[str, str], bool]) -> dict | None:
     room_name = rng.choice(_rooms_for_task(task_type, vocab))
     room = vocab.rooms[room_name]
     rtypes = _sample_receptacle_types(room.receptacles, rng, vocab)
@@ -413,12 +422,23 @@ def _try_make_game(task_type: str, rng: random.Random, vocab: Vocabulary,
 
     # --- choose the target object type and the destination receptacle type.
     prop, appliance = _REQUIRED_PROPERTY.get(task_type, (None, None))
+
+    def destinations(otype: str) -> list[str]:
+        """Destination types the task may name for ``otype``: the lamp for
+        look_at_obj_in_light; else a present receptacle type that can hold it,
+        but not the appliance doing the state change (sink/microwave/fridge)."""
+        if task_type == "look_at_obj_in_light":
+            options = [LAMP_TYPE]
+        else:
+            options = sorted({r.type_name for r in holders(otype, exclude=(appliance,) if appliance else ())})
+        return [d for d in options if pairs(otype, d)]
+
     candidates = sorted(
         o for o, spec in vocab.objects.items()
         if o in room.objects and (targets is None or o in targets)
         and (prop is None or getattr(spec, prop))
         and (task_type != "look_at_obj_in_light" or spec.lookable)
-        and holders(o))
+        and holders(o) and destinations(o))
     if not candidates:
         return None
     target = rng.choice(candidates)
@@ -428,12 +448,7 @@ def _try_make_game(task_type: str, rng: random.Random, vocab: Vocabulary,
     if task_type == "look_at_obj_in_light":
         toggle = LAMP_TYPE
     else:
-        # Destination: any present receptacle type that can hold the target,
-        # except the appliance doing the state change (sink/microwave/fridge).
-        parents = sorted({r.type_name for r in holders(target, exclude=(appliance,) if appliance else ())})
-        if not parents:
-            return None
-        parent = rng.choice(parents)
+        parent = rng.choice(destinations(target))
 
     # --- place target instances.  They never start in the destination type
     # (that would already satisfy a place goal); for cooling they never start
@@ -545,23 +560,34 @@ def _alfworld_texts(domain_path: str, grammar_path: str) -> tuple[str, str]:
 
 
 OOD_OBJECT_TYPES = frozenset({"Egg", "Cup", "Kettle", "Pan", "WineBottle", "Watch", "Book"})
-"""Object types no ID game asks for (its scenes may hold them as distractors); OOD games ask only
-for them. Chosen so that
-every task type has OOD targets: cleanable (Egg, Cup, Kettle, Pan), heatable (Egg,
-Cup), coolable (Egg, Cup, Pan, WineBottle), lookable (Watch, Book, Cup)."""
-
-SPLITS = {"id_train": "id", "id_test": "id", "ood_test": "ood"}
-"""Level files of ``data/alfworld/``: split -> its distribution."""
+"""Object types no ID game asks for (its scenes may hold them as distractors); ``ood_types_test``
+asks only for them. Chosen so that every task type has such targets: cleanable (Egg, Cup,
+Kettle, Pan), heatable (Egg, Cup), coolable (Egg, Cup, Pan, WineBottle), lookable (Watch, Book, Cup)."""
 
 
-def split_vocabulary(distribution: str) -> tuple[Vocabulary, frozenset[str] | None]:
-    """(scene vocabulary, allowed target types) of ``"id"`` or ``"ood"`` games: both draw scenes
-    from every object type; ID tasks ask for any type but ``OOD_OBJECT_TYPES``, OOD tasks only for them."""
+def held_out_pair(object_type: str, destination: str) -> bool:
+    """Whether (object type, destination type) is a held-out pair: no ID task asks
+    for it, every ``ood_test`` task does. The rule: CRC-32 of ``"Object/Destination"`` divisible
+    by 5, which holds out 52 of the 287 pairs ID tasks could otherwise ask for, some for every
+    task type (49 place, 3 look, 12 clean, 6 heat, 7 cool, 49 pick-two)."""
+    return zlib.crc32(f"{object_type}/{destination}".encode()) % 5 == 0
+
+
+SPLITS = {"id_train": "id", "id_test": "id", "ood_test": "ood_pairs", "ood_types_test": "ood_types"}
+"""Level files of ``data/alfworld/``: split -> its distribution (module docstring)."""
+
+
+def split_rules(distribution: str) -> tuple[frozenset[str], Callable[[str, str], bool]]:
+    """(target object types, allowed (object, destination) pairs) of a distribution of ``SPLITS``.
+    Scenes always draw from every object type."""
+    id_targets = frozenset(OBJECT_SPECS) - OOD_OBJECT_TYPES
     if distribution == "id":
-        return DEFAULT_VOCABULARY, frozenset(OBJECT_SPECS) - OOD_OBJECT_TYPES
-    if distribution == "ood":
-        return DEFAULT_VOCABULARY, OOD_OBJECT_TYPES
-    raise ValueError(f"distribution must be 'id' or 'ood', got {distribution!r}")
+        return id_targets, lambda obj, destination: not held_out_pair(obj, destination)
+    if distribution == "ood_pairs":
+        return id_targets, held_out_pair
+    if distribution == "ood_types":
+        return OOD_OBJECT_TYPES, lambda obj, destination: True
+    raise ValueError(f"distribution must be one of {sorted(set(SPLITS.values()))}, got {distribution!r}")
 
 
 def make_split(split: str, games_per_type: int, seed: int = 0) -> list[dict]:
@@ -571,11 +597,11 @@ def make_split(split: str, games_per_type: int, seed: int = 0) -> list[dict]:
     SHA-512: independent of PYTHONHASHSEED and of the other games)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {sorted(SPLITS)}")
-    vocabulary, targets = split_vocabulary(SPLITS[split])
+    targets, pairs = split_rules(SPLITS[split])
     games = []
     for task_type in TASK_TYPES:
         for i in range(games_per_type):
             rng = random.Random(f"{seed}/{split}/{task_type}/{i}")
             games.append({"id": f"{split}_{task_type}_{i:03d}",
-                          **make_game(task_type, rng, vocabulary, targets)})
+                          **make_game(task_type, rng, DEFAULT_VOCABULARY, targets, pairs=pairs)})
     return games
