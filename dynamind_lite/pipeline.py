@@ -120,7 +120,9 @@ def why_run(executed: Path, source: Path, parameters: dict[str, Any]) -> str | N
     if metadata.get("parameters") != parameters:
         return "its parameters changed"
     statuses = [c.get("metadata", {}).get("papermill", {}).get("status") for c in cells]
-    if not statuses or any(status != "completed" for status in statuses):
+    # a kernel that dies mid-run leaves the cells after it "completed" but never started (no end_time)
+    ends = [c.get("metadata", {}).get("papermill", {}).get("end_time") for c in cells if c["cell_type"] == "code"]
+    if not statuses or any(status != "completed" for status in statuses) or None in ends:
         return "it stopped part-way"
     if _code_sources(cells) != _code_sources(json.loads(source.read_text())["cells"]):
         return "the notebook changed since"

@@ -116,6 +116,9 @@ def test_why_run_names_every_reason_to_run_again(tmp_path):
     notebook["cells"][-1]["metadata"]["papermill"]["status"] = "pending"  # what a killed run leaves
     executed.write_text(json.dumps(notebook))
     assert pipeline.why_run(executed, source / "row.ipynb", parameters) == "it stopped part-way"
+    notebook["cells"][-1]["metadata"]["papermill"].update(status="completed", start_time=None, end_time=None)
+    executed.write_text(json.dumps(notebook))  # what papermill leaves after its kernel died
+    assert pipeline.why_run(executed, source / "row.ipynb", parameters) == "it stopped part-way"
     executed.write_text(executed.read_text()[:100])
     assert pipeline.why_run(executed, source / "row.ipynb", parameters) == "its executed copy is unreadable"
     pipeline.run_notebooks(run_dir, preset="tiny", seed=0, smoke=True, notebooks=["row"], source_dir=source,
