@@ -399,7 +399,7 @@ def make_game(task_type: str, rng: random.Random, vocabulary: Vocabulary | None 
         raise ValueError(f"unknown task type {task_type!r}; choose one of {TASK_TYPES}")
     vocab = vocabulary or DEFAULT_VOCABULARY
     for _ in range(max_tries):
-        game = _try_make_game(task_type, rng, vocab, targets, pairs or (lambda obj, destination: True))
+        game = _try_make_game(task_type, rng, vocab, targets, pairs or any_pair)
         if game is not None:
             return game
     raise RuntimeError(f"could not sample a {task_type} game from this vocabulary in {max_tries} tries")
@@ -565,6 +565,11 @@ asks only for them. Chosen so that every task type has such targets: cleanable (
 Kettle, Pan), heatable (Egg, Cup), coolable (Egg, Cup, Pan, WineBottle), lookable (Watch, Book, Cup)."""
 
 
+def any_pair(object_type: str, destination: str) -> bool:
+    """Every (object type, destination type) pair is allowed (``make_game``'s default)."""
+    return True
+
+
 def held_out_pair(object_type: str, destination: str) -> bool:
     """Whether (object type, destination type) is a held-out pair: no ID task asks
     for it, every ``ood_test`` task does. The rule: CRC-32 of ``"Object/Destination"`` divisible
@@ -586,7 +591,7 @@ def split_rules(distribution: str) -> tuple[frozenset[str], Callable[[str, str],
     if distribution == "ood_pairs":
         return id_targets, held_out_pair
     if distribution == "ood_types":
-        return OOD_OBJECT_TYPES, lambda obj, destination: True
+        return OOD_OBJECT_TYPES, any_pair
     raise ValueError(f"distribution must be one of {sorted(set(SPLITS.values()))}, got {distribution!r}")
 
 
