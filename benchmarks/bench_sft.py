@@ -17,6 +17,8 @@ only::
     python benchmarks/bench_sft.py --data X.jsonl --mode lora --steps 60 --threads 2
     python benchmarks/bench_sft.py --data X.jsonl --group-by-length   # batches of similar length (less padding)
     python benchmarks/bench_sft.py --data X.jsonl --fused-lm-head     # TRL's chunked LM head (the tiny preset's is off)
+    python benchmarks/bench_sft.py --data X.jsonl --batch-size 8 --grad-accum 1   # one batch of 8 per step
+    python benchmarks/bench_sft.py --data X.jsonl --unsorted          # micro-batches in random order, not by length
 
 Without ``--data`` a small RESIM file is collected first (the preset's levels, b and d).
 """
@@ -42,6 +44,10 @@ def main() -> None:
     parser.add_argument("--group-by-length", action="store_true", help="sft_group_by_length=True (less padding)")
     parser.add_argument("--fused-lm-head", action="store_true",
                         help="sft_fused_lm_head=True (TRL's chunked LM head; default: the preset's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="sft_batch_size (default: the preset's)")
+    parser.add_argument("--grad-accum", type=int, default=None, help="sft_grad_accum (default: the preset's)")
+    parser.add_argument("--unsorted", action="store_true",
+                        help="sft_sort_micro_batches=False: a step's micro-batches in random order")
     args = parser.parse_args()
 
     import torch
@@ -55,10 +61,14 @@ def main() -> None:
             "lora": dict(full_finetune=False, load_in_4bit=False),
             "qlora": dict(full_finetune=False, load_in_4bit=True)}[args.mode]
     warmup = 5
-    overrides = dict(sft_max_steps=warmup + args.steps, sft_save_steps=10 ** 6, sft_grad_accum=1,
+    overrides = dict(sft_max_steps=warmup + args.steps, sft_save_steps=10 ** 6,
                      sft_group_by_length=args.group_by_length, **mode)
     if args.fused_lm_head:  # else the preset's own loss path
         overrides["sft_fused_lm_head"] = True
+    if args.unsorted:
+        overrides["sft_sort_micro_batches"] = False
+    overrides.update({field: value for field, value in (("sft_batch_size", args.batch_size),
+                                                        ("sft_grad_accum", args.grad_accum)) if value is not None})
     preset = resolve_preset(get_preset(args.preset), overrides)
     model = args.model or preset.model_name_or_path
 
@@ -90,24 +100,29 @@ def main() -> None:
         # ---- 1. the trainer, exactly as run_sft builds it ------------------ #
         meter = Meter()
         trainer = make_sft_trainer(model, dataset, Path(work) / "out", preset, callbacks=[meter], progress=False)
-        batches = list(itertools.islice(iter(trainer.get_train_dataloader()), warmup + args.steps))
+        accum = preset.sft_grad_accum  # micro-batches per optimiser step
+        batches = list(itertools.islice(iter(trainer.get_train_dataloader()), (warmup + args.steps) * accum))
         trainer.train()
         trainer_seconds = meter.end - meter.start
 
         # ---- 2. a plain loop on the same batches, same fresh model ------------ #
         plain = make_sft_trainer(model, dataset, Path(work) / "plain", preset, progress=False).model
         optimizer = torch.optim.AdamW([p for p in plain.parameters() if p.requires_grad], lr=preset.sft_learning_rate)
-        for i, batch in enumerate(batches):
-            if i == warmup:
+        for step in range(warmup + args.steps):
+            if step == warmup:
                 started = time.perf_counter()
-            out = plain(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), labels=batch["labels"])
-            out.loss.backward()
+            micro_batches = batches[step * accum:(step + 1) * accum]
+            trained = sum(int((b["labels"] != -100).sum()) for b in micro_batches)  # eq. (1) divides by these
+            for batch in micro_batches:
+                out = plain(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                            labels=batch["labels"], num_items_in_batch=trained)
+                out.loss.backward()
             torch.nn.utils.clip_grad_norm_(plain.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         plain_seconds = time.perf_counter() - started
 
-    timed = batches[warmup:]
+    timed = batches[warmup * preset.sft_grad_accum:]
     examples = sum(len(b["input_ids"]) for b in timed)
     tokens = sum(int(b["attention_mask"].sum()) for b in timed)
     padded = sum(b["input_ids"].numel() for b in timed)
@@ -116,6 +131,7 @@ def main() -> None:
         "model": str(model), "mode": args.mode if args.mode != "preset" else
         ("full" if preset.full_finetune else "qlora" if preset.load_in_4bit else "lora"),
         "threads": args.threads, "timed_steps": args.steps, "batch_size": preset.sft_batch_size,
+        "grad_accum": preset.sft_grad_accum, "sorted_micro_batches": preset.sft_sort_micro_batches,
         "padding_share": round(1 - tokens / padded, 3),
         "trainer": {"seconds": round(trainer_seconds, 2), "examples_per_s": round(examples / trainer_seconds, 1),
                     "tokens_per_s": round(tokens / trainer_seconds), "trained_tokens_per_s":

@@ -32,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from torch.utils.data import Sampler
 from transformers import TrainerCallback
 
 from dynamind_lite.config import Preset, get_preset
@@ -207,21 +209,65 @@ class SFTProgressCallback(TrainerCallback):
             self.progress = None
 
 
-def _full_logits_sft_trainer():
-    """``SFTTrainer`` whose loss is the model's own (``transformers.Trainer.compute_loss``: the
-    cross-entropy of the full logits over the assistant tokens, divided by their number), the same
-    eq. (1) as TRL's chunked LM head without its entropy and token-accuracy logs
-    (``Preset.sft_fused_lm_head=False``)."""
+class LengthSortedStepSampler(Sampler):
+    """A random order in which each optimiser step's examples come sorted by length
+    (``Preset.sft_sort_micro_batches``; introduced in ``notebooks/04_resim_sft.ipynb``).
+
+    A seeded permutation of the dataset is cut into steps of ``step_size`` =
+    batch_size x grad_accum examples, as random batches of that size would be.
+    Inside a step the examples are sorted by length, so each of its grad_accum
+    micro-batches (consecutive ``batch_size`` indices) pads only to its own
+    longest example. A step holds the same examples as before, and its gradient
+    is the same: the loss is divided by the number of trained tokens of the
+    whole step (the Trainer's ``num_items_in_batch``), not per micro-batch.
+
+    lengths: tokens of each example, [N]. seed: the permutation's seed (+ epoch).
+    """
+
+    def __init__(self, lengths: Sequence[int], step_size: int, seed: int):
+        if step_size < 1:
+            raise ValueError(f"step_size must be >= 1, got {step_size}")
+        self.lengths, self.step_size, self.seed, self.epoch = list(lengths), step_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.lengths), generator=generator).tolist()  # [N]
+        for start in range(0, len(order), self.step_size):
+            yield from sorted(order[start:start + self.step_size], key=self.lengths.__getitem__)
+
+
+def _sft_trainer_class(preset: Preset):
+    """TRL's ``SFTTrainer``, with the model's own loss when ``preset.sft_fused_lm_head`` is False
+    (``transformers.Trainer.compute_loss``: the cross-entropy of the full logits over the assistant
+    tokens, divided by their number: the same eq. (1) as TRL's chunked LM head without its entropy
+    and token-accuracy logs), and ``LengthSortedStepSampler`` when ``preset.sft_sort_micro_batches``."""
     from transformers import Trainer
     from trl import SFTTrainer
 
-    class FullLogitsSFTTrainer(SFTTrainer):
+    class DynamindSFTTrainer(SFTTrainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if preset.sft_fused_lm_head:
+                return super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                            num_items_in_batch=num_items_in_batch)
             inputs["use_cache"] = False
             return Trainer.compute_loss(self, model, inputs, return_outputs=return_outputs,
                                         num_items_in_batch=num_items_in_batch)
 
-    return FullLogitsSFTTrainer
+        def _get_train_sampler(self, train_dataset=None):
+            if not preset.sft_sort_micro_batches:
+                return super()._get_train_sampler(train_dataset)
+            dataset = self.train_dataset if train_dataset is None else train_dataset
+            step_size = self.args.train_batch_size * self.args.gradient_accumulation_steps
+            seed = self.args.seed if self.args.data_seed is None else self.args.data_seed
+            return LengthSortedStepSampler([len(ids) for ids in dataset["input_ids"]], step_size, seed)
+
+    return DynamindSFTTrainer
 
 
 def make_sft_trainer(model_name_or_path: str | os.PathLike, dataset, output_dir: str | os.PathLike, preset: Preset,
@@ -237,7 +283,7 @@ def make_sft_trainer(model_name_or_path: str | os.PathLike, dataset, output_dir:
     import torch
     from transformers import set_seed
     from transformers.trainer_callback import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import SFTConfig
 
     device = None if preset.device == "auto" else preset.device
     # ---- the policy: plain (full fine-tuning), LoRA, or 4-bit QLoRA ------- #
@@ -281,8 +327,7 @@ def make_sft_trainer(model_name_or_path: str | os.PathLike, dataset, output_dir:
         **{checkpoint_arg: checkpointing and on_gpu},
     )
     callbacks = list(callbacks or []) + ([SFTProgressCallback()] if progress else [])
-    trainer_class = SFTTrainer if preset.sft_fused_lm_head else _full_logits_sft_trainer()
-    trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+    trainer = _sft_trainer_class(preset)(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                             callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # it prints every log dictionary
     return trainer

@@ -195,24 +195,33 @@ def test_full_logits_loss_equals_trls_fused_lm_head_loss(tiny_checkpoint, tmp_pa
         torch.testing.assert_close(full_grad, fused_grad, rtol=1e-4, atol=1e-6)
 
 
+def _mixed_length_file(tmp_path) -> str:
+    """64 examples, half with short prompts, half with long ones (a history of 6 past states),
+    with responses (trained tokens) of 1 to 5 planned moves."""
+    rows = []
+    for i in range(64):
+        grid, action = GRIDS[i % len(GRIDS)], ACTIONS[i % len(ACTIONS)]
+        history = [(grid, action)] * (6 if i % 2 else 0)
+        plan = " ".join([action] * (1 + i % 5))
+        rows.append({"messages": build_messages(grid, history, 6) + [
+            {"role": "assistant", "content": format_response(f"Plan: {plan}", action)}]})
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(data)
+
+
 def test_group_by_length_batches_have_less_padding(tiny_checkpoint, tmp_path):
     """sft_group_by_length reaches the Trainer: with examples of two very different lengths,
     its batches pad less than random ones (the same data, the same seed)."""
     from dynamind_lite.training import make_sft_trainer, resolve_preset
 
-    rows = []
-    for i in range(64):  # half short, half long prompts (history of 6 past states)
-        grid, action = GRIDS[i % len(GRIDS)], ACTIONS[i % len(ACTIONS)]
-        history = [(grid, action)] * (6 if i % 2 else 0)
-        rows.append({"messages": build_messages(grid, history, 6) + [
-            {"role": "assistant", "content": format_response(f"Plan: {action}", action)}]})
-    data = tmp_path / "mixed.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = _mixed_length_file(tmp_path)
 
     def padding_share(grouped: bool) -> float:
         preset = resolve_preset(get_preset("tiny"), dict(FAST, model_name_or_path=tiny_checkpoint,
-                                                         sft_group_by_length=grouped, sft_max_steps=8))
-        trainer = make_sft_trainer(tiny_checkpoint, load_sft_dataset(str(data)), tmp_path / str(grouped), preset,
+                                                         sft_group_by_length=grouped, sft_max_steps=8,
+                                                         sft_sort_micro_batches=False))
+        trainer = make_sft_trainer(tiny_checkpoint, load_sft_dataset(data), tmp_path / str(grouped), preset,
                                    progress=False)
         assert trainer.args.train_sampling_strategy == ("group_by_length" if grouped else "random")
         batches = list(trainer.get_train_dataloader())
@@ -220,3 +229,67 @@ def test_group_by_length_batches_have_less_padding(tiny_checkpoint, tmp_path):
 
     random_share, grouped_share = padding_share(False), padding_share(True)
     assert grouped_share < random_share / 2, (random_share, grouped_share)
+
+
+def test_length_sorted_step_sampler_sorts_each_random_step():
+    from dynamind_lite.training import LengthSortedStepSampler
+
+    lengths = [(7 * i * i) % 97 for i in range(30)]
+    sampler = LengthSortedStepSampler(lengths, step_size=8, seed=5)
+    order = list(sampler)
+    assert sorted(order) == list(range(30)) and len(sampler) == 30
+    steps = [order[i:i + 8] for i in range(0, 30, 8)]
+    permutation = torch.randperm(30, generator=torch.Generator().manual_seed(5)).tolist()
+    assert [set(step) for step in steps] == [set(permutation[i:i + 8]) for i in range(0, 30, 8)]
+    assert all([lengths[i] for i in step] == sorted(lengths[i] for i in step) for step in steps)
+    assert list(sampler) == order  # the same order for the same seed and epoch
+    sampler.set_epoch(1)
+    assert list(sampler) != order
+    with pytest.raises(ValueError, match="step_size"):
+        LengthSortedStepSampler(lengths, step_size=0, seed=0)
+
+
+def test_sorted_micro_batches_pad_less_and_keep_the_gradient_of_the_whole_step(tiny_checkpoint, tmp_path):
+    """sft_sort_micro_batches: one optimiser step of 4 micro-batches of 2 sorted examples has the
+    gradient of the naive loss on its 8 examples in one padded batch (eq. 1 divided by the step's
+    trained tokens, then clipped to norm 1), with less padding."""
+    import itertools
+
+    from dynamind_lite.training import make_sft_trainer, resolve_preset
+
+    torch.set_num_threads(1)
+    preset = resolve_preset(get_preset("tiny"), dict(FAST, model_name_or_path=tiny_checkpoint, sft_batch_size=2,
+                                                     sft_grad_accum=4, sft_sort_micro_batches=True,
+                                                     sft_max_steps=1))
+    grads = {}
+
+    class GrabGradients(TrainerCallback):
+        def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            grads.update({name: p.grad.detach().clone() for name, p in model.named_parameters()})
+
+    trainer = make_sft_trainer(tiny_checkpoint, load_sft_dataset(_mixed_length_file(tmp_path)), tmp_path / "out",
+                               preset, callbacks=[GrabGradients()], progress=False)
+    micro_batches = list(itertools.islice(iter(trainer.get_train_dataloader()), 4))
+    examples = [(ids[mask.bool()], labels[mask.bool()]) for b in micro_batches
+                for ids, labels, mask in zip(b["input_ids"], b["labels"], b["attention_mask"])]
+    assert len(examples) == 8
+    longest = max(len(ids) for ids, _ in examples)
+    assert sum(b["input_ids"].numel() for b in micro_batches) < 8 * longest  # less padding than one batch
+    trainer.train()
+
+    # ---- naive reference: the 8 examples in one right-padded batch ---------- #
+    model, _ = load_policy(tiny_checkpoint, device="cpu")
+    input_ids = torch.zeros(8, longest, dtype=torch.long)  # [8, T]
+    labels = torch.full((8, longest), -100)  # [8, T]
+    mask = torch.zeros(8, longest, dtype=torch.long)  # [8, T]
+    for row, (ids, labs) in enumerate(examples):
+        input_ids[row, :len(ids)], labels[row, :len(ids)], mask[row, :len(ids)] = ids, labs, 1
+    logits = model(input_ids=input_ids, attention_mask=mask).logits  # [8, T, V]
+    targets = labels[:, 1:]
+    loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                             ignore_index=-100, reduction="sum") / (targets != -100).sum()
+    loss.backward()
+    norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters()))
+    scale = min(1.0, 1.0 / (float(norm) + 1e-6))
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(grads[name], p.grad * scale, rtol=1e-4, atol=1e-7)
