@@ -280,7 +280,6 @@ def make_sft_trainer(model_name_or_path: str | os.PathLike, dataset, output_dir:
     policy (plain, LoRA or 4-bit QLoRA). ``progress``: one bar with the loss
     instead of the Trainer's per-log printout.
     """
-    import torch
     from transformers import set_seed
     from transformers.trainer_callback import PrinterCallback
     from trl import SFTConfig
@@ -328,7 +327,7 @@ def make_sft_trainer(model_name_or_path: str | os.PathLike, dataset, output_dir:
     )
     callbacks = list(callbacks or []) + ([SFTProgressCallback()] if progress else [])
     trainer = _sft_trainer_class(preset)(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                            callbacks=callbacks)
+                                         callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # it prints every log dictionary
     return trainer
 
