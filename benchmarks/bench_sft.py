@@ -17,8 +17,9 @@ only::
     python benchmarks/bench_sft.py --data X.jsonl --mode lora --steps 60 --threads 2
     python benchmarks/bench_sft.py --data X.jsonl --group-by-length   # batches of similar length (less padding)
     python benchmarks/bench_sft.py --data X.jsonl --fused-lm-head     # TRL's chunked LM head (the tiny preset's is off)
-    python benchmarks/bench_sft.py --data X.jsonl --batch-size 2 --grad-accum 4 --sort-micro-batches
-                                      # each step's 8 examples sorted by length into 4 micro-batches of 2
+    python benchmarks/bench_sft.py --data X.jsonl --batch-size 8 --grad-accum 1 --no-sort-micro-batches
+                                      # one random batch of 8 per step (the tiny preset sorts each step's 8
+                                      # examples by length into 4 micro-batches of 2)
 
 Without ``--data`` a small RESIM file is collected first (the preset's levels, b and d).
 """
@@ -46,8 +47,9 @@ def main() -> None:
                         help="sft_fused_lm_head=True (TRL's chunked LM head; default: the preset's)")
     parser.add_argument("--batch-size", type=int, default=None, help="sft_batch_size (default: the preset's)")
     parser.add_argument("--grad-accum", type=int, default=None, help="sft_grad_accum (default: the preset's)")
-    parser.add_argument("--sort-micro-batches", action="store_true",
-                        help="sft_sort_micro_batches=True: a step's examples sorted by length into its micro-batches")
+    parser.add_argument("--sort-micro-batches", action=argparse.BooleanOptionalAction, default=None,
+                        help="sft_sort_micro_batches: a step's examples sorted by length into its micro-batches "
+                             "(default: the preset's)")
     args = parser.parse_args()
 
     import torch
@@ -65,8 +67,8 @@ def main() -> None:
                      sft_group_by_length=args.group_by_length, **mode)
     if args.fused_lm_head:  # else the preset's own loss path
         overrides["sft_fused_lm_head"] = True
-    if args.sort_micro_batches:
-        overrides["sft_sort_micro_batches"] = True
+    if args.sort_micro_batches is not None:
+        overrides["sft_sort_micro_batches"] = args.sort_micro_batches
     overrides.update({field: value for field, value in (("sft_batch_size", args.batch_size),
                                                         ("sft_grad_accum", args.grad_accum)) if value is not None})
     preset = resolve_preset(get_preset(args.preset), overrides)

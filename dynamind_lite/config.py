@@ -266,15 +266,14 @@ _PRESETS = {
     #   (tests, small and full presets).
     # * d=1: each simulated state is one move from the prompt's current state,
     #   so a response is ~130 tokens; b=2 compares two first moves.
-    # * 1 epoch over 1800 levels (1396 steps): with Stage 2's 6 RL iterations what keeps the main job
-    #   near 20 minutes (1.5 epochs and 8 iterations took 28).
-    # * one random batch of 8 per step: it pads 29% of the tokens (refine examples average 538 tokens,
-    #   plain ones 308). Sorted micro-batches (sft_sort_micro_batches, sft_batch_size=2, sft_grad_accum=4:
-    #   the same examples and gradient per step, 4% padding) train 1.35x faster (bench_sft.py: 37.2 vs
-    #   27.5 examples/s; Stage 1 in 347 s), but their models solved 58.5 / 26.5 / 13.5% of ID at seeds
-    #   0 / 1 / 2 (Sim Score 0.56 / 0.18 / 0.40) against 57.5 / 52.5 / 42.5%. In the same data orders one
-    #   batch of 8 solved 60.5% (seed 1) and 28.0% (seed 2): within this model's seed-to-seed spread
-    #   (28-63% over eight runs with one batch of 8), but not shown to be harmless, so off here (README).
+    # * 1.25 epochs over 1800 levels (1745 steps), each step's 8 random examples sorted by length into
+    #   4 micro-batches of 2 (sft_sort_micro_batches; the same examples and gradient per step as one
+    #   random batch of 8, padding 4% instead of 29%, bench_sft.py: 37.2 vs 27.5 examples/s). The time
+    #   saved buys the quarter epoch: DISTILL(RESIM) solved 59.0 / 69.5 / 68.0% of ID at seeds 0 / 1 / 2
+    #   (AMX host, runs/tiny-1126g, Stage 1 in 401-414 s; the same numbers on an AVX-512 host without
+    #   AMX, runs/tiny-1126h, Stage 1 in 716-1023 s) against 57.5 / 52.5 / 42.5% for 1 epoch of one
+    #   random batch of 8, in less SFT time (seeds 1, 2 on one day: 319 / 323 s against 365 / 378 s).
+    #   1 epoch sorted gave 58.5 / 26.5 / 13.5%; 1.5 epochs and 8 RL iterations took the main job to 28 min.
     #   Batches *drawn* by length train a worse model: grouped by length (sft_group_by_length) the
     #   seed-0 model solved 40% of ID instead of 69%; refine and plain examples in batches of their own
     #   28.0% instead of 57.5%, Sim Score 0.32 instead of 0.61.
@@ -294,8 +293,8 @@ _PRESETS = {
     #   lr 1e-4 with GRPO's per-episode loss normalisation (tuned on id_val, never a test split).
     "tiny": dict(
         model_name_or_path=_tiny_base_path, device="cpu", dtype="float32", full_finetune=True,
-        sft_epochs=1.0, sft_learning_rate=2e-3, sft_warmup_ratio=0.03, sft_batch_size=8, sft_grad_accum=1,
-        sft_max_seq_len=1024, sft_save_steps=500, sft_fused_lm_head=False, max_new_tokens=320, eval_batch_size=200,
+        sft_epochs=1.25, sft_learning_rate=2e-3, sft_warmup_ratio=0.03, sft_batch_size=2, sft_grad_accum=4,
+        sft_sort_micro_batches=True, sft_max_seq_len=1024, sft_save_steps=500, sft_fused_lm_head=False, max_new_tokens=320, eval_batch_size=200,
         num_resim_levels=1800, resim_train_levels="id_train", resim_refine=0.2, b=2, d=1, react_eval_levels=40,
         rl_iterations=6, rl_tasks=8, rl_group_size=8, rl_max_steps=12, rl_temperature=0.7, rl_learning_rate=1e-4,
         rl_beta=0.001, rl_micro_batch_size=16,

@@ -221,10 +221,12 @@ def stage_estimates(preset: Preset, shape: ModelShape, gpus: int, gpu_kind: GPUK
     return [sft, rl, evaluation]
 
 
-TINY_MEASURED_SECONDS = {"01_mdp_sokoban": 2, "02_dfs_search_tree": 2, "03_resim_aggregation": 14,
-                         "04_resim_sft": 492, "05_simrollout": 63, "06_dyna_grpo": 610, "07_results": 30}
-"""Seconds per notebook of the tiny preset, measured on the project's 2-core Xeon (seed 0,
-``python -m dynamind_lite pipeline --preset tiny``); smoke runs take about a minute each."""
+TINY_MEASURED_SECONDS = {"01_mdp_sokoban": 6, "02_dfs_search_tree": 4, "03_resim_aggregation": 32,
+                         "04_resim_sft": 981, "05_simrollout": 107, "06_dyna_grpo": 803, "07_results": 8}
+"""Seconds per notebook of the tiny preset (seed 0, ``python -m dynamind_lite pipeline --preset tiny``),
+measured on the slower of the project's 2-core Xeons (AVX-512, no AMX; ``runs/tiny-1126h``): a
+conservative plan. One with AMX ran notebooks 01-06 in 0.43x the time (``runs/tiny-1126g``: 831 s
+against 1933 s). Smoke runs take about a minute each."""
 
 
 def workload(preset: Preset) -> tuple[int, int, int]:

@@ -41,16 +41,35 @@ AVG of ID and OOD %, Sim Score on ID, Gen.Token (x; the paper's normaliser is no
 _SEED_RE = re.compile(r"^seed-(\d+)$")
 
 
-def cpu_name() -> str:
-    """The CPU model (``/proc/cpuinfo`` where there is one): results name it, since fp32
-    kernels differ between CPU kinds and a trained model's numbers move with them."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def cpu_name(cpuinfo: str | None = None) -> str:
+    """The CPU model and its widest fp32 kernel kind, e.g. ``Intel(R) Xeon(R) Processor @ 2.50GHz
+    (AVX-512, no AMX)``. Results name it, since fp32 kernels differ between CPU kinds and a trained
+    model's numbers move with them; a virtual machine's generic model name does not tell the kind.
+    ``cpuinfo``: the text of ``/proc/cpuinfo`` (read when None)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    model = flags = ""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not model:
+            model = value.strip()
+        elif key.strip() in ("flags", "Features") and not flags:
+            flags = value
+    if not model:
+        return platform.processor() or platform.machine()
+    names = set(flags.split())
+    if "amx_tile" in names:
+        kind = "AMX and AVX-512"
+    elif "avx512f" in names:
+        kind = "AVX-512, no AMX"
+    elif "avx2" in names:
+        kind = "AVX2, no AVX-512"
+    else:
+        return model
+    return f"{model} ({kind})"
 
 
 def find_seed_dirs(run_dir: str | Path) -> dict[int, Path]:

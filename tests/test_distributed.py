@@ -83,7 +83,7 @@ def test_sft_and_rl_commands_run_under_accelerate_launch_with_two_processes(tiny
     data = tmp_path / "sft.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     sft = _launch(["sft", "--model", tiny_checkpoint, "--data", str(data), "--out", str(tmp_path / "sft"),
-                   "--set", "sft_max_steps=6", "--set", "sft_batch_size=4", "--set", "sft_logging_steps=1",
+                   "--set", "sft_max_steps=6", "--set", "sft_batch_size=1", "--set", "sft_logging_steps=1",
                    "--set", "sft_warmup_ratio=0.0"], tmp_path)
     assert sft["num_processes"] == 2 and sft["global_step"] == 6
     assert sft["last_loss"] < sft["first_loss"]

@@ -19,7 +19,7 @@ from dynamind_lite.training import run_sft
 
 
 def _small_stage_one(out, seed: int) -> tuple[bytes, dict]:
-    preset = get_preset("tiny", sft_max_steps=6, sft_batch_size=4, sft_save_steps=1000, sft_logging_steps=1,
+    preset = get_preset("tiny", sft_max_steps=6, sft_batch_size=2, sft_save_steps=1000, sft_logging_steps=1,
                         max_new_tokens=96)
     data = out / "train.jsonl"
     collect_sft_data(load_levels(level_file(preset.resim_train_levels))[:5], data,

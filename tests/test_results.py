@@ -11,8 +11,8 @@ import pytest
 from dynamind_lite.config import get_preset
 from dynamind_lite.metrics import seed_mean_ci95
 from dynamind_lite.paths import tiny_distill_dir
-from dynamind_lite.results import (fill_missing_lengths, find_seed_dirs, load_rows, rl_curves, success_by_length,
-                                   success_sim_points, summarise, table_markdown)
+from dynamind_lite.results import (cpu_name, fill_missing_lengths, find_seed_dirs, load_rows, rl_curves,
+                                   success_by_length, success_sim_points, summarise, table_markdown)
 
 
 def _row(method, success_id, success_ood, sim, tokens, order, **extra):
@@ -76,3 +76,14 @@ def test_fill_missing_lengths_replays_only_rows_that_lack_them(tmp_path):
     assert sum(played for _, played in saved["successes_by_optimal_length_id"].values()) == 2
     assert "successes_by_optimal_length_id" not in json.loads((folder / "metrics" / "react.json").read_text())
     assert fill_missing_lengths(load_rows(find_seed_dirs(tmp_path)), find_seed_dirs(tmp_path), preset) == []
+
+
+def test_cpu_name_gives_the_model_and_its_fp32_kernel_kind():
+    def cpuinfo(flags):
+        return f"processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Processor\nflags\t\t: fpu sse2 {flags}\n\n" * 2
+
+    assert cpu_name(cpuinfo("avx2 avx512f amx_bf16 amx_tile")) == "Intel(R) Xeon(R) Processor (AMX and AVX-512)"
+    assert cpu_name(cpuinfo("avx2 avx512f avx512bw")) == "Intel(R) Xeon(R) Processor (AVX-512, no AMX)"
+    assert cpu_name(cpuinfo("avx avx2")) == "Intel(R) Xeon(R) Processor (AVX2, no AVX-512)"
+    assert cpu_name(cpuinfo("sse4_2")) == "Intel(R) Xeon(R) Processor"
+    assert cpu_name("") and cpu_name()  # no /proc/cpuinfo text: the platform's name
