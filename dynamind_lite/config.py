@@ -294,7 +294,8 @@ _PRESETS = {
     "tiny": dict(
         model_name_or_path=_tiny_base_path, device="cpu", dtype="float32", full_finetune=True,
         sft_epochs=1.25, sft_learning_rate=2e-3, sft_warmup_ratio=0.03, sft_batch_size=2, sft_grad_accum=4,
-        sft_sort_micro_batches=True, sft_max_seq_len=1024, sft_save_steps=500, sft_fused_lm_head=False, max_new_tokens=320, eval_batch_size=200,
+        sft_sort_micro_batches=True, sft_max_seq_len=1024, sft_save_steps=500, sft_fused_lm_head=False,
+        max_new_tokens=320, eval_batch_size=200,
         num_resim_levels=1800, resim_train_levels="id_train", resim_refine=0.2, b=2, d=1, react_eval_levels=40,
         rl_iterations=6, rl_tasks=8, rl_group_size=8, rl_max_steps=12, rl_temperature=0.7, rl_learning_rate=1e-4,
         rl_beta=0.001, rl_micro_batch_size=16,
