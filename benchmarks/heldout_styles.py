@@ -15,12 +15,16 @@ the shipped test sets (``data/sokoban/README.md`` says how each was made):
 
 and prints, per split, success (mean over the given models, i.e. seeds, with the
 min-max spread), Sim Score, cell accuracy and invalid-action rate, then success
-per optimal solution length. ``--out`` writes every number as JSON.
+per optimal solution length, then where the decisions go wrong: the share of
+steps whose response simulates every state exactly, and how often the move
+played starts an optimal solution (``evaluate.step_is_optimal``) after an exact
+simulation and after a wrong one. ``--out`` writes every number as JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 from collections import defaultdict
@@ -36,6 +40,24 @@ SPLITS = {
 def spread(values: list[float]) -> str:
     """``mean [min, max]`` in percent."""
     return f"{100 * statistics.mean(values):.1f} [{100 * min(values):.0f}, {100 * max(values):.0f}]"
+
+
+def decision_quality(records) -> dict[str, float]:
+    """Steps of ``records`` split by their simulation: ``exact_share`` (every state the
+    response simulates equals the real one), and the optimal-move rate after an exact
+    simulation (``optimal_if_exact``) and after a wrong or missing one (``optimal_if_wrong``)."""
+    from dynamind_lite.evaluate import compare_simulated_states, step_is_optimal
+
+    optimal: dict[bool, list[bool]] = {True: [], False: []}
+    for record in records:
+        for step in record.steps:
+            states = compare_simulated_states(step.response, step.observation)
+            exact = bool(states) and all(state.exact for state in states)
+            optimal[exact].append(step_is_optimal(step.observation, step.action))
+    steps = len(optimal[True]) + len(optimal[False])
+    return {"exact_share": len(optimal[True]) / steps if steps else 0.0,
+            **{f"optimal_if_{name}": statistics.mean(optimal[key]) if optimal[key] else float("nan")
+               for name, key in (("exact", True), ("wrong", False))}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             for level, record in zip(split_levels, records, strict=True):
                 by_length[len(level["solution"])].append(record.success)
             results[split]["by_length"].append({n: sum(v) / len(v) for n, v in sorted(by_length.items())})
+            results[split]["decisions"].append(decision_quality(records))
             print(f"{model} {split}: success {metrics['success_rate']:.3f} sim {metrics['sim_score']:.3f}",
                   file=sys.stderr, flush=True)
 
@@ -89,6 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         for n in lengths:
             values = [per[n] for per in r["by_length"] if n in per]
             cells.append(f"{100 * statistics.mean(values):.0f}" if values else "")
+        print(f"| {split} | " + " | ".join(cells) + " |")
+    print("\nDecisions (mean over models): steps whose simulated states are all exact, and the share of")
+    print("moves that start an optimal solution after an exact and after a wrong simulation:\n")
+    print("| split | exact simulation % of steps | optimal move % if exact | optimal move % if wrong |")
+    print("|---|---|---|---|")
+    for split, r in results.items():
+        mean = {key: statistics.mean(d[key] for d in r["decisions"]) for key in r["decisions"][0]}
+        cells = ["-" if math.isnan(mean[key]) else f"{100 * mean[key]:.0f}"
+                 for key in ("exact_share", "optimal_if_exact", "optimal_if_wrong")]
         print(f"| {split} | " + " | ".join(cells) + " |")
     if args.out:
         from dynamind_lite.io import write_json_atomic
