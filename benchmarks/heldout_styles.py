@@ -24,7 +24,6 @@ simulation and after a wrong one. ``--out`` writes every number as JSON.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 from collections import defaultdict
@@ -42,10 +41,11 @@ def spread(values: list[float]) -> str:
     return f"{100 * statistics.mean(values):.1f} [{100 * min(values):.0f}, {100 * max(values):.0f}]"
 
 
-def decision_quality(records) -> dict[str, float]:
+def decision_quality(records) -> dict[str, float | None]:
     """Steps of ``records`` split by their simulation: ``exact_share`` (every state the
     response simulates equals the real one), and the optimal-move rate after an exact
-    simulation (``optimal_if_exact``) and after a wrong or missing one (``optimal_if_wrong``)."""
+    simulation (``optimal_if_exact``) and after a wrong or missing one (``optimal_if_wrong``);
+    None where no step falls in the group."""
     from dynamind_lite.evaluate import compare_simulated_states, step_is_optimal
 
     optimal: dict[bool, list[bool]] = {True: [], False: []}
@@ -56,7 +56,7 @@ def decision_quality(records) -> dict[str, float]:
             optimal[exact].append(step_is_optimal(step.observation, step.action))
     steps = len(optimal[True]) + len(optimal[False])
     return {"exact_share": len(optimal[True]) / steps if steps else 0.0,
-            **{f"optimal_if_{name}": statistics.mean(optimal[key]) if optimal[key] else float("nan")
+            **{f"optimal_if_{name}": statistics.mean(optimal[key]) if optimal[key] else None
                for name, key in (("exact", True), ("wrong", False))}}
 
 
@@ -118,9 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     print("| split | exact simulation % of steps | optimal move % if exact | optimal move % if wrong |")
     print("|---|---|---|---|")
     for split, r in results.items():
-        mean = {key: statistics.mean(d[key] for d in r["decisions"]) for key in r["decisions"][0]}
-        cells = ["-" if math.isnan(mean[key]) else f"{100 * mean[key]:.0f}"
-                 for key in ("exact_share", "optimal_if_exact", "optimal_if_wrong")]
+        cells = []
+        for key in ("exact_share", "optimal_if_exact", "optimal_if_wrong"):
+            values = [d[key] for d in r["decisions"] if d[key] is not None]
+            cells.append(f"{100 * statistics.mean(values):.0f}" if values else "-")
         print(f"| {split} | " + " | ".join(cells) + " |")
     if args.out:
         from dynamind_lite.io import write_json_atomic

@@ -29,3 +29,30 @@ def test_stage1_variant_selects_levels_by_split_count_and_board():
     assert len(two_box) == 4 and all(level["size"] == [7, 7] and level["num_boxes"] == 2 for level in two_box)
     with pytest.raises(ValueError, match="SPLIT"):
         variant.select_levels("id_train:many")
+
+
+def test_heldout_decision_quality_splits_steps_by_exact_simulation():
+    import importlib.util
+
+    from dynamind_lite.response import format_response, format_rollout
+    from dynamind_lite.rollout import EpisodeRecord, StepRecord
+
+    spec = importlib.util.spec_from_file_location("heldout_styles", BENCHMARKS[0].parent / "heldout_styles.py")
+    heldout = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(heldout)
+    # Worked by hand: the box is below the player and the target two rows below it, so Down is optimal.
+    start = "\n".join(["######", "#_P__#", "#_X__#", "#____#", "#_O__#", "######"])
+    after_down = "\n".join(["######", "#____#", "#_P__#", "#_X__#", "#_O__#", "######"])
+    wrong_down = after_down.replace("#_P__#", "#__P_#")
+
+    def step(t: int, simulated: str, action: str) -> StepRecord:
+        response = format_response(format_rollout(1, ["Down"], [simulated], 9.9) + "\nPlan: Down", action)
+        return StepRecord(t=t, observation=start, messages=[], response=response, num_tokens=9, prompt_tokens=9,
+                          finish_reason="stop", action=action, reward=-0.1, next_observation=start,
+                          terminated=False, truncated=False)
+
+    record = EpisodeRecord(level_id="hand", grid=start,
+                           steps=[step(0, after_down, "Down"), step(1, after_down, "Up"), step(2, wrong_down, "Down")])
+    assert heldout.decision_quality([record]) == pytest.approx(
+        {"exact_share": 2 / 3, "optimal_if_exact": 1 / 2, "optimal_if_wrong": 1.0})
+    assert heldout.decision_quality([]) == {"exact_share": 0.0, "optimal_if_exact": None, "optimal_if_wrong": None}
