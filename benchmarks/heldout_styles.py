@@ -46,13 +46,12 @@ def decision_quality(records) -> dict[str, float | None]:
     response simulates equals the real one), and the optimal-move rate after an exact
     simulation (``optimal_if_exact``) and after a wrong or missing one (``optimal_if_wrong``);
     None where no step falls in the group."""
-    from dynamind_lite.evaluate import compare_simulated_states, step_is_optimal
+    from dynamind_lite.evaluate import all_states_exact, step_is_optimal
 
     optimal: dict[bool, list[bool]] = {True: [], False: []}
     for record in records:
         for step in record.steps:
-            states = compare_simulated_states(step.response, step.observation)
-            exact = bool(states) and all(state.exact for state in states)
+            exact = bool(all_states_exact(step.response, step.observation))
             optimal[exact].append(step_is_optimal(step.observation, step.action))
     steps = len(optimal[True]) + len(optimal[False])
     return {"exact_share": len(optimal[True]) / steps if steps else 0.0,

@@ -11,8 +11,8 @@ one row with the package's commands, so a row is one command:
    split of ``data/sokoban/`` (its first N levels; only boards of H x W with B
    boxes), written to ``OUT/levels.jsonl``; two or more specs are concatenated
    and shuffled with ``random.Random(0)`` (the same order for every seed);
-2. ``python -m dynamind_lite resim`` (exact V, b=2, d=1, the preset's refine
-   fraction 0.2, ``--explore``) -> ``OUT/train.jsonl``;
+2. ``python -m dynamind_lite resim`` with the tiny preset's V, b, d, refine fraction
+   and exploration (exact, 2, 1, 0.2, 0.1; ``--explore`` overrides it) -> ``OUT/train.jsonl``;
 3. ``python -m dynamind_lite sft --preset tiny`` from the shipped tiny base
    (its progress bar in ``OUT/sft.log``),
    capped at ``--max-steps`` optimiser steps (default 1745, the preset's steps on
@@ -65,7 +65,7 @@ def run(command: list[str], log: Path) -> None:
     with open(log, "w", encoding="utf-8") as handle:
         code = subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT)
     if code:
-        sys.exit(f"{command[2] if len(command) > 2 else command[0]} failed (exit {code}); see {log}")
+        sys.exit(f"{' '.join(command[1:4])} failed (exit {code}); see {log}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="folder for the levels, RESIM data, model and results")
     parser.add_argument("--levels", nargs="+", required=True, help="SPLIT[:N][@HxW/B] specs (see above)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--explore", type=float, default=0.1, help="resim --explore (the preset's: 0.1)")
+    parser.add_argument("--explore", type=float, default=None, help="resim --explore (default: the preset's)")
     parser.add_argument("--max-steps", type=int, default=1745, help="SFT optimiser steps at most")
     args = parser.parse_args(argv)
 
@@ -85,13 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     (out / "levels.jsonl").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     print(f"{len(lines)} training levels -> {out / 'levels.jsonl'}", flush=True)
 
-    from dynamind_lite.paths import tiny_base_dir
+    from dynamind_lite.config import get_preset
 
+    tiny = get_preset("tiny")
+    explore = tiny.resim_explore if args.explore is None else args.explore
     python = sys.executable
     run([python, "-m", "dynamind_lite", "resim", "--levels", str(out / "levels.jsonl"), "--out",
-         str(out / "train.jsonl"), "--seed", str(args.seed), "--b", "2", "--d", "1", "--value", "exact",
-         "--explore", str(args.explore), "--refine", "0.2", "--no-progress"], out / "resim.log")
-    run([python, "-m", "dynamind_lite", "sft", "--model", str(tiny_base_dir()), "--data", str(out / "train.jsonl"),
+         str(out / "train.jsonl"), "--seed", str(args.seed), "--b", str(tiny.b), "--d", str(tiny.d),
+         "--value", tiny.value_fn, "--explore", str(explore), "--refine", str(tiny.resim_refine), "--no-progress"],
+        out / "resim.log")
+    run([python, "-m", "dynamind_lite", "sft", "--model", tiny.model_name_or_path, "--data", str(out / "train.jsonl"),
          "--out", str(out / "sft"), "--preset", "tiny", "--seed", str(args.seed),
          "--set", f"sft_max_steps={args.max_steps}"], out / "sft.log")
     heldout = Path(__file__).resolve().parent / "heldout_styles.py"

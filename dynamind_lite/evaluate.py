@@ -212,7 +212,9 @@ def step_is_optimal(observation: str, action: str | None) -> bool:
     return remaining is not None and (is_solved(after) or solution_length(after) == remaining - 1)
 
 
-def _all_exact(response: str, observation: str) -> bool | None:
+def all_states_exact(response: str, observation: str) -> bool | None:
+    """Whether every state ``response`` simulates from ``observation`` equals the real one;
+    None when it simulates none."""
     states = compare_simulated_states(response, observation)
     return None if not states else all(s.exact for s in states)
 
@@ -240,8 +242,8 @@ def refinement_effects(records: Iterable[EpisodeRecord]) -> dict[str, Any]:
             if not refinement.refined:
                 continue
             refined += 1
-            pairs = {"sim": (_all_exact(refinement.first_response, step.observation),
-                             _all_exact(step.response, step.observation)),
+            pairs = {"sim": (all_states_exact(refinement.first_response, step.observation),
+                             all_states_exact(step.response, step.observation)),
                      "action": (step_is_optimal(step.observation, parse_answer(refinement.first_response)),
                                 step_is_optimal(step.observation, step.action))}
             for key, (first, then) in pairs.items():

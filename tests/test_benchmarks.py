@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import importlib.util
 import py_compile
 from pathlib import Path
 
 import pytest
 
 BENCHMARKS = sorted((Path(__file__).resolve().parent.parent / "benchmarks").glob("*.py"))
+
+
+def load_benchmark(name: str):
+    """The module of ``benchmarks/<name>.py`` (the folder is no package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS[0].parent / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.parametrize("path", BENCHMARKS, ids=lambda p: p.name)
@@ -17,12 +26,9 @@ def test_benchmark_compiles_and_documents_its_command(path):
 
 
 def test_stage1_variant_selects_levels_by_split_count_and_board():
-    import importlib.util
     import json
 
-    spec = importlib.util.spec_from_file_location("stage1_variant", BENCHMARKS[0].parent / "stage1_variant.py")
-    variant = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(variant)
+    variant = load_benchmark("stage1_variant")
     first = [json.loads(line) for line in variant.select_levels("id_train:3")]
     assert [level["id"] for level in first] == ["id_train_0000", "id_train_0001", "id_train_0002"]
     two_box = [json.loads(line) for line in variant.select_levels("mix_train:4@7x7/2")]
@@ -32,14 +38,10 @@ def test_stage1_variant_selects_levels_by_split_count_and_board():
 
 
 def test_heldout_decision_quality_splits_steps_by_exact_simulation():
-    import importlib.util
-
     from dynamind_lite.response import format_response, format_rollout
     from dynamind_lite.rollout import EpisodeRecord, StepRecord
 
-    spec = importlib.util.spec_from_file_location("heldout_styles", BENCHMARKS[0].parent / "heldout_styles.py")
-    heldout = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(heldout)
+    heldout = load_benchmark("heldout_styles")
     # Worked by hand: the box is below the player and the target two rows below it, so Down is optimal.
     start = "\n".join(["######", "#_P__#", "#_X__#", "#____#", "#_O__#", "######"])
     after_down = "\n".join(["######", "#____#", "#_P__#", "#_X__#", "#_O__#", "######"])
