@@ -2,6 +2,8 @@
 
     python benchmarks/stage1_variant.py --out runs/variant-mix6-s0 --seed 0 --levels id_train:1000 mix_train@6x6/1
     python benchmarks/stage1_variant.py --out runs/variant-explore03-s0 --seed 0 --levels id_train:1800 --explore 0.3
+    python benchmarks/stage1_variant.py --out runs/variant-wide-s0 --seed 0 --levels id_train:1800 --base runs/tiny-base-192
+    python benchmarks/stage1_variant.py --out runs/variant-2x-s0 --seed 0 --levels id_train:1800 --max-steps 3490
 
 The README's table of Stage 1 variants (section "Generalisation") compares
 training data for the tiny model at the preset's SFT budget. This script runs
@@ -13,10 +15,12 @@ one row with the package's commands, so a row is one command:
    and shuffled with ``random.Random(0)`` (the same order for every seed);
 2. ``python -m dynamind_lite resim`` with the tiny preset's V, b, d, refine fraction
    and exploration (exact, 2, 1, 0.2, 0.1; ``--explore`` overrides it) -> ``OUT/train.jsonl``;
-3. ``python -m dynamind_lite sft --preset tiny`` from the shipped tiny base
+3. ``python -m dynamind_lite sft --preset tiny`` from the shipped tiny base (``--base``: another
+   base, e.g. a wider one from ``scripts/build_tiny_base.py --hidden-size 192``)
    (its progress bar in ``OUT/sft.log``),
    capped at ``--max-steps`` optimiser steps (default 1745, the preset's steps on
-   its 1800 ``id_train`` levels at seed 0, so every variant gets the same SFT budget)
+   its 1800 ``id_train`` levels at seed 0, so every variant gets the same SFT budget; a larger
+   ``--max-steps`` trains longer, 3490 = 2.5 epochs, with the learning-rate schedule over all its steps)
    -> ``OUT/sft/final``;
 4. ``benchmarks/heldout_styles.py`` on that model -> ``OUT/heldout.json`` and the
    tables on stdout.
@@ -75,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--explore", type=float, default=None, help="resim --explore (default: the preset's)")
     parser.add_argument("--max-steps", type=int, default=1745, help="SFT optimiser steps at most")
+    parser.add_argument("--base", default=None, help="base model folder (default: the preset's, data/models/tiny-base)")
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -94,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
          str(out / "train.jsonl"), "--seed", str(args.seed), "--b", str(tiny.b), "--d", str(tiny.d),
          "--value", tiny.value_fn, "--explore", str(explore), "--refine", str(tiny.resim_refine), "--no-progress"],
         out / "resim.log")
-    run([python, "-m", "dynamind_lite", "sft", "--model", tiny.model_name_or_path, "--data", str(out / "train.jsonl"),
+    base = tiny.model_name_or_path if args.base is None else args.base
+    run([python, "-m", "dynamind_lite", "sft", "--model", base, "--data", str(out / "train.jsonl"),
          "--out", str(out / "sft"), "--preset", "tiny", "--seed", str(args.seed),
          "--set", f"sft_max_steps={args.max_steps}"], out / "sft.log")
     heldout = Path(__file__).resolve().parent / "heldout_styles.py"

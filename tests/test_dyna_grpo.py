@@ -80,7 +80,7 @@ def test_rl_command_rejects_bad_arguments_before_loading_anything(argv, message,
     assert message in capsys.readouterr().err
 
 
-def _rl_command(out, iterations: int = 3) -> list[str]:
+def _rl_command(out, iterations: int = 2) -> list[str]:
     import sys
 
     from dynamind_lite.paths import tiny_distill_dir
@@ -94,7 +94,9 @@ def _rl_command(out, iterations: int = 3) -> list[str]:
 @pytest.mark.slow
 def test_rl_run_killed_with_sigkill_resumes_to_the_same_weights_and_metrics(tmp_path):
     """A real run of the shipped tiny policy is killed (SIGKILL) after its first checkpoint and
-    started again: it resumes there and ends with the weights and metrics of an uninterrupted run."""
+    started again: it resumes there and ends with the weights and metrics of an uninterrupted run.
+    Two iterations: the killed run has done Dyna-GRPO's simulation iteration, the resumed one
+    does its policy iteration from the restored weights and optimiser state."""
     import os
     import signal
     import subprocess
@@ -118,7 +120,7 @@ def test_rl_run_killed_with_sigkill_resumes_to_the_same_weights_and_metrics(tmp_
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (killed / "config.json").exists()  # no final model yet
     done = subprocess.run(_rl_command(killed), check=True, env=env, capture_output=True, text=True, timeout=600)
-    assert '"iterations": 3' in done.stdout
+    assert '"iterations": 2' in done.stdout
 
     def rows(folder):
         return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
