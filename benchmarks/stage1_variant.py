@@ -2,7 +2,7 @@
 
     python benchmarks/stage1_variant.py --out runs/variant-mix6-s0 --seed 0 --levels id_train:1000 mix_train@6x6/1
     python benchmarks/stage1_variant.py --out runs/variant-explore03-s0 --seed 0 --levels id_train:1800 --explore 0.3
-    python benchmarks/stage1_variant.py --out runs/variant-wide-s0 --seed 0 --levels id_train:1800 --base runs/tiny-base-192
+    python benchmarks/stage1_variant.py --out runs/variant-wide192-s0 --levels id_train:1800 --base runs/tiny-base-192
     python benchmarks/stage1_variant.py --out runs/variant-2x-s0 --seed 0 --levels id_train:1800 --max-steps 3490
 
 The README's table of Stage 1 variants (section "Generalisation") compares
