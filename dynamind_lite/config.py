@@ -274,9 +274,9 @@ _PRESETS = {
     #   AMX, runs/tiny-1126h, Stage 1 in 716-1023 s) against 57.5 / 52.5 / 42.5% for 1 epoch of one
     #   random batch of 8, in less SFT time (seeds 1, 2 on one day: 319 / 323 s against 365 / 378 s).
     #   1 epoch sorted gave 58.5 / 26.5 / 13.5%; 1.5 epochs and 8 RL iterations took the main job to 28 min.
-    #   2.5 epochs (3490 steps) gave 92.0 / 90.5% ID and the held-out style 25.6 / 23.3% at seeds 0 / 1, against
-    #   59.0 / 69.5% and 9.4 / 16.7% (README, Generalisation, row L), but SFT took 1245-1293 s on the AVX-512
-    #   host: over budget.
+    #   2.5 epochs (3490 steps) gave 89.5% ID and the held-out style 22.4% (Sim Score 0.61) over seeds 0-2,
+    #   against 65.5% and 13.5% (0.39) (README, Generalisation, row L), but SFT took 1245-1326 s on the
+    #   AVX-512 host: over budget.
     #   Batches *drawn* by length train a worse model: grouped by length (sft_group_by_length) the
     #   seed-0 model solved 40% of ID instead of 69%; refine and plain examples in batches of their own
     #   28.0% instead of 57.5%, Sim Score 0.32 instead of 0.61.
