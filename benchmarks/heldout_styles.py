@@ -16,9 +16,12 @@ the shipped test sets (``data/sokoban/README.md`` says how each was made):
 and prints, per split, success (mean over the given models, i.e. seeds, with the
 min-max spread), Sim Score, cell accuracy and invalid-action rate, then success
 per optimal solution length, then where the decisions go wrong: the share of
-steps whose response simulates every state exactly, and how often the move
+steps played from a state that can no longer be solved, and over the others
+the share whose response simulates every state exactly, how often the move
 played starts an optimal solution (``evaluate.step_is_optimal``) after an exact
-simulation and after a wrong one. ``--out`` writes every number as JSON.
+simulation and after a wrong one, and, after an exact one, how often some
+rollout starts with an optimal move (when it does and the move played is not
+optimal, the written values picked the wrong rollout). ``--out`` writes every number as JSON.
 """
 
 from __future__ import annotations
@@ -42,21 +45,40 @@ def spread(values: list[float]) -> str:
 
 
 def decision_quality(records) -> dict[str, float | None]:
-    """Steps of ``records`` split by their simulation: ``exact_share`` (every state the
-    response simulates equals the real one), and the optimal-move rate after an exact
-    simulation (``optimal_if_exact``) and after a wrong or missing one (``optimal_if_wrong``);
-    None where no step falls in the group."""
-    from dynamind_lite.evaluate import all_states_exact, step_is_optimal
+    """Where the decisions of ``records`` go wrong.
 
+    ``dead_share``: steps played from a state that can no longer be solved (a box
+    stuck): no move there is right, and failed episodes spend their budget there.
+    The rest is measured over the steps from solvable states, split by their
+    simulation: ``exact_share`` (every state the response simulates equals the real
+    one); the optimal-move rate after an exact simulation (``optimal_if_exact``) and
+    after a wrong or missing one (``optimal_if_wrong``); ``optimal_rolled_out_if_exact``:
+    after an exact simulation, how often one of the rollouts starts with an optimal
+    move (so ``optimal_rolled_out_if_exact - optimal_if_exact`` is the share where the
+    written values chose the wrong rollout). None where no step falls in the group."""
+    from dynamind_lite.envs.sokoban import solution_length
+    from dynamind_lite.evaluate import all_states_exact, step_is_optimal
+    from dynamind_lite.response import parse_rollouts
+
+    dead = 0
     optimal: dict[bool, list[bool]] = {True: [], False: []}
+    rolled_out: list[bool] = []  # exact steps: an optimal first move among the rollouts
     for record in records:
         for step in record.steps:
+            if solution_length(step.observation) is None:
+                dead += 1
+                continue
             exact = bool(all_states_exact(step.response, step.observation))
             optimal[exact].append(step_is_optimal(step.observation, step.action))
-    steps = len(optimal[True]) + len(optimal[False])
-    return {"exact_share": len(optimal[True]) / steps if steps else 0.0,
+            if exact:
+                firsts = {r.actions[0] for r in parse_rollouts(step.response) if r.actions}
+                rolled_out.append(any(step_is_optimal(step.observation, a) for a in firsts))
+    solvable = len(optimal[True]) + len(optimal[False])
+    return {"dead_share": dead / (dead + solvable) if dead + solvable else 0.0,
+            "exact_share": len(optimal[True]) / solvable if solvable else 0.0,
             **{f"optimal_if_{name}": statistics.mean(optimal[key]) if optimal[key] else None
-               for name, key in (("exact", True), ("wrong", False))}}
+               for name, key in (("exact", True), ("wrong", False))},
+            "optimal_rolled_out_if_exact": statistics.mean(rolled_out) if rolled_out else None}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,13 +134,17 @@ def main(argv: list[str] | None = None) -> int:
             values = [per[n] for per in r["by_length"] if n in per]
             cells.append(f"{100 * statistics.mean(values):.0f}" if values else "")
         print(f"| {split} | " + " | ".join(cells) + " |")
-    print("\nDecisions (mean over models): steps whose simulated states are all exact, and the share of")
-    print("moves that start an optimal solution after an exact and after a wrong simulation:\n")
-    print("| split | exact simulation % of steps | optimal move % if exact | optimal move % if wrong |")
-    print("|---|---|---|---|")
+    print("\nDecisions (mean over models): steps from a state that can no longer be solved; then, over the")
+    print("steps from solvable states: those whose simulated states are all exact, the share of moves that")
+    print("start an optimal solution after an exact and after a wrong simulation, and after an exact one how")
+    print("often some rollout starts with an optimal move (the written values then pick the move):\n")
+    print("| split | dead-state steps % | exact simulation % | optimal move % if exact | optimal move % if wrong "
+          "| optimal move rolled out % if exact |")
+    print("|---|---|---|---|---|---|")
     for split, r in results.items():
         cells = []
-        for key in ("exact_share", "optimal_if_exact", "optimal_if_wrong"):
+        for key in ("dead_share", "exact_share", "optimal_if_exact", "optimal_if_wrong",
+                    "optimal_rolled_out_if_exact"):
             values = [d[key] for d in r["decisions"] if d[key] is not None]
             cells.append(f"{100 * statistics.mean(values):.0f}" if values else "-")
         print(f"| {split} | " + " | ".join(cells) + " |")

@@ -4,6 +4,7 @@
     python benchmarks/stage1_variant.py --out runs/variant-explore03-s0 --seed 0 --levels id_train:1800 --explore 0.3
     python benchmarks/stage1_variant.py --out runs/variant-wide192-s0 --levels id_train:1800 --base runs/tiny-base-192
     python benchmarks/stage1_variant.py --out runs/variant-2x-s0 --seed 0 --levels id_train:1800 --max-steps 3490
+    python benchmarks/stage1_variant.py --out runs/variant-order-s0 --seed 0 --levels id_train:1800 --rollout-order action
 
 The README's table of Stage 1 variants (section "Generalisation") compares
 training data for the tiny model at the preset's SFT budget. This script runs
@@ -13,8 +14,9 @@ one row with the package's commands, so a row is one command:
    split of ``data/sokoban/`` (its first N levels; only boards of H x W with B
    boxes), written to ``OUT/levels.jsonl``; two or more specs are concatenated
    and shuffled with ``random.Random(0)`` (the same order for every seed);
-2. ``python -m dynamind_lite resim`` with the tiny preset's V, b, d, refine fraction
-   and exploration (exact, 2, 1, 0.2, 0.1; ``--explore`` overrides it) -> ``OUT/train.jsonl``;
+2. ``python -m dynamind_lite resim`` with the tiny preset's V, b, d, refine fraction,
+   exploration and rollout order (exact, 2, 1, 0.2, 0.1, search; ``--b``, ``--explore`` and
+   ``--rollout-order`` override theirs) -> ``OUT/train.jsonl``;
 3. ``python -m dynamind_lite sft --preset tiny`` from the shipped tiny base (``--base``: another
    base, e.g. a wider one from ``scripts/build_tiny_base.py --hidden-size 192``)
    (its progress bar in ``OUT/sft.log``),
@@ -78,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", nargs="+", required=True, help="SPLIT[:N][@HxW/B] specs (see above)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--explore", type=float, default=None, help="resim --explore (default: the preset's)")
+    parser.add_argument("--rollout-order", default=None, help="resim --rollout-order (default: the preset's)")
+    parser.add_argument("--b", type=int, default=None, help="resim --b, rollouts per tree (default: the preset's)")
     parser.add_argument("--max-steps", type=int, default=1745, help="SFT optimiser steps at most")
     parser.add_argument("--base", default=None, help="base model folder (default: the preset's, data/models/tiny-base)")
     args = parser.parse_args(argv)
@@ -94,10 +98,13 @@ def main(argv: list[str] | None = None) -> int:
 
     tiny = get_preset("tiny")
     explore = tiny.resim_explore if args.explore is None else args.explore
+    order = tiny.resim_rollout_order if args.rollout_order is None else args.rollout_order
+    b = tiny.b if args.b is None else args.b
     python = sys.executable
     run([python, "-m", "dynamind_lite", "resim", "--levels", str(out / "levels.jsonl"), "--out",
-         str(out / "train.jsonl"), "--seed", str(args.seed), "--b", str(tiny.b), "--d", str(tiny.d),
-         "--value", tiny.value_fn, "--explore", str(explore), "--refine", str(tiny.resim_refine), "--no-progress"],
+         str(out / "train.jsonl"), "--seed", str(args.seed), "--b", str(b), "--d", str(tiny.d),
+         "--value", tiny.value_fn, "--explore", str(explore), "--refine", str(tiny.resim_refine),
+         "--rollout-order", order, "--no-progress"],
         out / "resim.log")
     base = tiny.model_name_or_path if args.base is None else args.base
     run([python, "-m", "dynamind_lite", "sft", "--model", base, "--data", str(out / "train.jsonl"),

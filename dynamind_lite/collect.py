@@ -54,6 +54,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from dynamind_lite.config import AGGREGATORS, ROLLOUT_ORDERS, VALUE_FUNCTIONS
+from dynamind_lite.config import ROLLOUT_POLICIES as POLICIES
 from dynamind_lite.io import write_jsonl_atomic
 from dynamind_lite.metrics import successes_by_optimal_length, wilson_ci95
 from dynamind_lite.progress import Progress
@@ -74,9 +76,6 @@ from dynamind_lite.search import (
 )
 from dynamind_lite.worlds import WORLDS, get_world
 
-VALUE_FUNCTIONS = ("exact", "heuristic", "llm")
-POLICIES = ("noisy_solver", "random")
-AGGREGATORS = ("template", "llm")
 
 # =========================================================================== #
 # Configuration (one typed dataclass, help text per field)
@@ -100,6 +99,10 @@ class ResimConfig:
         "help": "Fraction of decisions that also make a refine SFT example, in [0, 1]: the SimRollout prompt "
                 "s^refine (a flawed draft response + the real states of its plan, resim.draft_response) with "
                 "a^ReSim as the target, so that a small policy learns to read refine prompts (Stage 2)."})
+    rollout_order: str = field(default="search", metadata={
+        "help": f"Order of the rollouts in a^ReSim: one of {ROLLOUT_ORDERS}. 'search': as the DFS built them, "
+                "the policy's first choice first (the best in most trees); 'action': by action (Up, Down, Left, "
+                "Right), so that only the written values tell which rollout is best (SearchTree.in_action_order)."})
     aggregator: str = field(default="template", metadata={"help": f"Aggregator: one of {AGGREGATORS}."})
     base_url: str | None = field(default=None, metadata={"help": "OpenAI-compatible server for llm parts."})
     model: str | None = field(default=None, metadata={"help": "Model name on that server."})
@@ -126,7 +129,8 @@ class ResimConfig:
             raise ValueError(f"explore must be a probability in [0, 1), got {self.explore!r}")
         if not isinstance(self.refine, (int, float)) or not 0.0 <= self.refine <= 1.0:
             raise ValueError(f"refine must be a fraction in [0, 1], got {self.refine!r}")
-        for name, choices in (("value", VALUE_FUNCTIONS), ("policy", POLICIES), ("aggregator", AGGREGATORS)):
+        for name, choices in (("value", VALUE_FUNCTIONS), ("policy", POLICIES), ("aggregator", AGGREGATORS),
+                              ("rollout_order", ROLLOUT_ORDERS)):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(self, name)!r}")
         if "llm" in (self.value, self.aggregator) and not (self.base_url and self.model):
@@ -145,7 +149,7 @@ class ResimConfig:
         (ResimConfig field names) win, ``None`` values are ignored."""
         settings = dict(b=preset.b, d=preset.d, value=preset.value_fn, policy=preset.rollout_policy,
                         epsilon=preset.rollout_epsilon, explore=preset.resim_explore, refine=preset.resim_refine,
-                        aggregator=preset.aggregator,
+                        rollout_order=preset.resim_rollout_order, aggregator=preset.aggregator,
                         history_len=preset.history_len, max_steps=preset.max_steps)
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**settings)
@@ -304,6 +308,8 @@ def run_resim_episode(level: dict, config: ResimConfig, policy: RolloutPolicy | 
     done = False
     while not done:
         tree = build_tree(env, env.snapshot(), policy, config.b, config.d, value_fn, rng)  # T_t
+        if config.rollout_order == "action":
+            tree = tree.in_action_order()
         history = episode.history(len(episode.steps))
         try:
             response = aggregator.aggregate(observation, history, tree)  # a^ReSim_t
@@ -501,6 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epsilon", type=float, default=defaults.epsilon, help=helps["epsilon"])
     parser.add_argument("--explore", type=float, default=defaults.explore, help=helps["explore"])
     parser.add_argument("--refine", type=float, default=defaults.refine, help=helps["refine"])
+    parser.add_argument("--rollout-order", choices=ROLLOUT_ORDERS, default=defaults.rollout_order,
+                        help=helps["rollout_order"])
     parser.add_argument("--aggregator", choices=AGGREGATORS, default=defaults.aggregator, help=helps["aggregator"])
     parser.add_argument("--base-url", default=None, help=helps["base_url"])
     parser.add_argument("--model", default=None, help=helps["model"])
@@ -525,7 +533,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:  # validate everything before any search runs
         config = ResimConfig(b=args.b, d=args.d, value=args.value, policy=args.policy, epsilon=args.epsilon,
-                             explore=args.explore, refine=args.refine, aggregator=args.aggregator, base_url=args.base_url, model=args.model,
+                             explore=args.explore, refine=args.refine, rollout_order=args.rollout_order,
+                             aggregator=args.aggregator, base_url=args.base_url, model=args.model,
                              api_key_env=args.api_key_env, history_len=args.history_len,
                              max_steps=args.max_steps or get_world(args.env).default_max_steps, seed=args.seed,
                              env=args.env)

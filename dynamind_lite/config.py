@@ -34,6 +34,7 @@ BACKENDS = ("hf", "vllm", "openai")
 VALUE_FUNCTIONS = ("exact", "heuristic", "llm")
 AGGREGATORS = ("template", "llm")
 ROLLOUT_POLICIES = ("noisy_solver", "random")
+ROLLOUT_ORDERS = ("search", "action")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
@@ -136,6 +137,9 @@ class Preset:
     resim_refine: float = 0.0
     """Fraction of RESIM decisions that also make a refine SFT example (``collect.ResimConfig.refine``), in
     [0, 1]: a policy that never saw a SimRollout refine prompt cannot read one (Stage 2)."""
+    resim_rollout_order: str = "search"
+    """Order of the rollouts in a^ReSim (``collect.ResimConfig.rollout_order``): ``search`` (the DFS's, the
+    policy's first choice first) or ``action`` (by action, so that only the values tell the best one)."""
     resim_train_levels: str = "mix_train"
     """Level split of ``data/sokoban/`` the RESIM agent plays for SFT data (its first ``num_resim_levels``)."""
     value_fn: str = "exact"
@@ -226,6 +230,7 @@ def _validate(preset: Preset) -> None:
     check("rollout_epsilon", 0.0 <= preset.rollout_epsilon <= 1.0, "must be in [0, 1]")
     check("resim_explore", 0.0 <= preset.resim_explore < 1.0, "must be in [0, 1)")
     check("resim_refine", 0.0 <= preset.resim_refine <= 1.0, "must be in [0, 1]")
+    check("resim_rollout_order", preset.resim_rollout_order in ROLLOUT_ORDERS, f"must be one of {ROLLOUT_ORDERS}")
     check("resim_train_levels", bool(preset.resim_train_levels), "must name a level split or file")
     for name in ("rl_iterations", "rl_tasks", "rl_max_steps", "rl_mu", "rl_micro_batch_size", "rl_checkpoint_every"):
         check(name, getattr(preset, name) >= 1, "must be >= 1")

@@ -162,6 +162,20 @@ class SearchTree:
         walk(self.root, [])
         return found
 
+    def in_action_order(self, actions: Sequence[str] = ACTIONS) -> SearchTree:
+        """The same tree with every node's children sorted by action: the order of
+        ``actions`` first, then any other action alphabetically (a text world's
+        commands). ``rollouts()`` then lists them in that order, so a rollout's
+        position says nothing about how the policy ranked it (``ResimConfig.rollout_order``)."""
+        rank = {action: i for i, action in enumerate(actions)}
+
+        def sorted_node(node: TreeNode) -> TreeNode:
+            children = sorted((sorted_node(c) for c in node.children),
+                              key=lambda c: (rank.get(c.action, len(rank)), c.action))
+            return replace(node, children=children)
+
+        return replace(self, root=sorted_node(self.root))
+
     def num_nodes(self) -> int:
         """Nodes in the tree, the root included."""
         return self.root.count()

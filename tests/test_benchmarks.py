@@ -47,14 +47,20 @@ def test_heldout_decision_quality_splits_steps_by_exact_simulation():
     after_down = "\n".join(["######", "#____#", "#_P__#", "#_X__#", "#_O__#", "######"])
     wrong_down = after_down.replace("#_P__#", "#__P_#")
 
-    def step(t: int, simulated: str, action: str) -> StepRecord:
-        response = format_response(format_rollout(1, ["Down"], [simulated], 9.9) + "\nPlan: Down", action)
-        return StepRecord(t=t, observation=start, messages=[], response=response, num_tokens=9, prompt_tokens=9,
+    def step(t: int, simulated: str, action: str, rolled_out: str = "Down", observation: str = start) -> StepRecord:
+        response = format_response(format_rollout(1, [rolled_out], [simulated], 9.9) + f"\nPlan: {rolled_out}",
+                                   action)
+        return StepRecord(t=t, observation=observation, messages=[], response=response, num_tokens=9, prompt_tokens=9,
                           finish_reason="stop", action=action, reward=-0.1, next_observation=start,
                           terminated=False, truncated=False)
 
+    stuck = "\n".join(["######", "#P___#", "#X___#", "#____#", "#_O__#", "######"])  # box on the wall: unsolvable
     record = EpisodeRecord(level_id="hand", grid=start,
-                           steps=[step(0, after_down, "Down"), step(1, after_down, "Up"), step(2, wrong_down, "Down")])
+                           steps=[step(0, after_down, "Down"), step(1, after_down, "Up"), step(2, wrong_down, "Down"),
+                                  step(3, start, "Up", rolled_out="Up"),  # Up bumps into the wall: exact, not optimal
+                                  step(4, stuck, "Down", observation=stuck)])
     assert heldout.decision_quality([record]) == pytest.approx(
-        {"exact_share": 2 / 3, "optimal_if_exact": 1 / 2, "optimal_if_wrong": 1.0})
-    assert heldout.decision_quality([]) == {"exact_share": 0.0, "optimal_if_exact": None, "optimal_if_wrong": None}
+        {"dead_share": 1 / 5, "exact_share": 3 / 4, "optimal_if_exact": 1 / 3, "optimal_if_wrong": 1.0,
+         "optimal_rolled_out_if_exact": 2 / 3})
+    assert heldout.decision_quality([]) == {"dead_share": 0.0, "exact_share": 0.0, "optimal_if_exact": None,
+                                            "optimal_if_wrong": None, "optimal_rolled_out_if_exact": None}

@@ -20,7 +20,7 @@ from dynamind_lite.envs import sokoban
 from dynamind_lite.metrics import wilson_ci95
 from dynamind_lite.paths import level_file
 from dynamind_lite.prompts import build_messages
-from dynamind_lite.response import parse_answer, parse_plan, parse_rollouts
+from dynamind_lite.response import ACTIONS, parse_answer, parse_plan, parse_rollouts
 from dynamind_lite.search import IllegalActionError
 from tests.test_resim import replay_in_env
 
@@ -108,6 +108,37 @@ def test_sft_rows_are_chat_messages_of_successful_episodes(id_levels):
         assert messages[2] == {"role": "assistant", "content": step.response}
 
 
+def test_action_order_changes_only_where_each_rollout_is_written(id_levels):
+    """rollout_order='action': the same trees and decisions; each response lists its rollouts by action,
+    so the best one is no longer first by construction. (Rollouts of equal value are broken by the written
+    order, so a tie can change the move played; these levels have none.)"""
+    levels = id_levels[:6]
+    search = collect_episodes(levels, ResimConfig(b=2, d=1, explore=0.1, refine=0.3, seed=3), progress=False)
+    action = collect_episodes(levels, ResimConfig(b=2, d=1, explore=0.1, refine=0.3, seed=3,
+                                                  rollout_order="action"), progress=False)
+    best_first = []
+    for one, other in zip(search, action):
+        assert [s.action for s in one.steps] == [s.action for s in other.steps]
+        assert [s.draft is None for s in one.steps] == [s.draft is None for s in other.steps]
+        for s, a in zip(one.steps, other.steps):
+            written = parse_rollouts(a.response)
+            assert [w.actions[0] for w in written] == sorted((w.actions[0] for w in written), key=ACTIONS.index)
+            assert sorted(w.actions[0] for w in parse_rollouts(s.response)) == sorted(w.actions[0] for w in written)
+            best_first.append(parse_plan(a.response) == written[0].actions)
+    assert 0 < sum(best_first) < len(best_first)
+
+
+def test_rollout_order_comes_from_the_preset_and_is_validated():
+    from dynamind_lite.config import get_preset
+
+    assert ResimConfig.from_preset(get_preset("tiny")).rollout_order == "search"
+    assert ResimConfig.from_preset(get_preset("tiny", resim_rollout_order="action")).rollout_order == "action"
+    with pytest.raises(ValueError, match="resim_rollout_order"):
+        get_preset("tiny", resim_rollout_order="value")
+    with pytest.raises(ValueError, match="rollout_order"):
+        ResimConfig(rollout_order="value")
+
+
 def test_dataset_is_byte_identical_for_any_worker_count(id_levels, tmp_path):
     config = ResimConfig(b=2, d=3, epsilon=0.3, seed=5)
     one = collect_sft_data(id_levels[:4], tmp_path / "one.jsonl", config, workers=1, progress=False)
@@ -175,6 +206,7 @@ def test_cli_prints_the_summary(tmp_path, capsys):
     (["--epsilon", "2"], "epsilon"),
     (["--limit", "0"], "--limit"),
     (["--aggregator", "llm"], "needs base_url and model"),
+    (["--rollout-order", "value"], "--rollout-order"),
 ])
 def test_cli_rejects_bad_parameters_before_work(tmp_path, capsys, extra, message):
     out = tmp_path / "x.jsonl"

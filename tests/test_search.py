@@ -20,6 +20,7 @@ from dynamind_lite.search import (
     RandomPolicy,
     ReplayState,
     SearchTree,
+    TreeNode,
     build_tree,
     value_from_moves,
 )
@@ -121,6 +122,25 @@ def test_episode_end_inside_the_tree_is_a_leaf():
     _, second = build_tree(env, env.snapshot(), NoisySolverPolicy(0.0), 2, 3, ExactValue()).rollouts()
     assert second.actions == ["Up"] and second.done and not second.success
     assert second.rewards == [0.0] and second.value == 0.0
+
+
+def test_action_order_sorts_every_node_and_keeps_the_tree(id_levels):
+    for level in id_levels:
+        env = _env_at(level["grid"])
+        tree = build_tree(env, env.snapshot(), NoisySolverPolicy(0.2), 3, 2, ExactValue(), random.Random(4))
+        before = tree.to_json()
+        ordered = tree.in_action_order()
+        assert tree.to_json() == before, "the original tree is not changed"
+        plans = [r.actions for r in ordered.rollouts()]
+        assert plans == sorted(plans, key=lambda p: [ACTIONS.index(a) for a in p])  # naive reference order
+        by_plan = {tuple(r.actions): r for r in tree.rollouts()}
+        assert sorted(by_plan) == sorted(tuple(p) for p in plans)
+        for rollout in ordered.rollouts():  # states, rewards and values travel with their rollout
+            assert rollout == by_plan[tuple(rollout.actions)]
+    commands = SearchTree(root=TreeNode(action=None, observation="s", children=[
+        TreeNode(action="open drawer 1", observation="a"), TreeNode(action="Up", observation="b"),
+        TreeNode(action="go to desk 1", observation="c")]), b=3, d=1)
+    assert [r.actions[0] for r in commands.in_action_order().rollouts()] == ["Up", "go to desk 1", "open drawer 1"]
 
 
 def test_tree_json_round_trip(ood_levels):
