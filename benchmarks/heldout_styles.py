@@ -2,6 +2,7 @@
 
     python benchmarks/heldout_styles.py --models runs/demo/seed-0/distill
     python benchmarks/heldout_styles.py --models runs/seed0/distill runs/seed1/distill runs/seed2/distill --out runs/heldout.json
+    python benchmarks/heldout_styles.py --merge runs/variant-x-s0/heldout.json runs/variant-x-s1/heldout.json
 
 This script plays, with the evaluate command's code (greedy, step budget 30),
 the shipped test sets (``data/sokoban/README.md`` says how each was made):
@@ -21,7 +22,8 @@ the share whose response simulates every state exactly, how often the move
 played starts an optimal solution (``evaluate.step_is_optimal``) after an exact
 simulation and after a wrong one, and, after an exact one, how often some
 rollout starts with an optimal move (when it does and the move played is not
-optimal, the written values picked the wrong rollout). ``--out`` writes every number as JSON.
+optimal, the written values picked the wrong rollout). ``--merge`` prints the
+same tables from earlier ``--out`` files, e.g. one per seed of a variant. ``--out`` writes every number as JSON.
 """
 
 from __future__ import annotations
@@ -81,51 +83,18 @@ def decision_quality(records) -> dict[str, float | None]:
             "optimal_rolled_out_if_exact": statistics.mean(rolled_out) if rolled_out else None}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", required=True, help="save_pretrained directories (one per seed)")
-    parser.add_argument("--splits", nargs="+", default=list(SPLITS), help="level splits of data/sokoban/")
-    parser.add_argument("--preset", default="tiny", help="preset whose board layout (board_canvas) the models play")
-    parser.add_argument("--max-steps", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--out", default=None, help="write all numbers here as JSON")
-    args = parser.parse_args(argv)
-
-    import torch
-
-    from dynamind_lite.config import get_preset
-    from dynamind_lite.envs.sokoban import load_levels
-    from dynamind_lite.evaluate import evaluate_generator, load_generator
-    from dynamind_lite.paths import level_file
-    from dynamind_lite.results import cpu_name
-
-    torch.set_num_threads(args.threads)
-    canvas = get_preset(args.preset).board_canvas
-    levels = {split: load_levels(level_file(split), canvas=canvas) for split in args.splits}
-    results: dict[str, dict[str, list]] = {split: defaultdict(list) for split in args.splits}
-    for model in args.models:
-        generator = load_generator("hf", model, batch_size=200, dtype="float32", device="cpu")
-        for split, split_levels in levels.items():
-            metrics, records = evaluate_generator(generator, split_levels, max_steps=args.max_steps, batch_size=200)
-            for key in ("success_rate", "sim_score", "sim_cell_accuracy", "invalid_action_rate"):
-                results[split][key].append(metrics[key])
-            by_length = defaultdict(list)
-            for level, record in zip(split_levels, records, strict=True):
-                by_length[len(level["solution"])].append(record.success)
-            results[split]["by_length"].append({n: sum(v) / len(v) for n, v in sorted(by_length.items())})
-            results[split]["decisions"].append(decision_quality(records))
-            print(f"{model} {split}: success {metrics['success_rate']:.3f} sim {metrics['sim_score']:.3f}",
-                  file=sys.stderr, flush=True)
-
-    print(f"\n{len(args.models)} model(s); CPU: {cpu_name()}; greedy, step budget {args.max_steps}\n")
+def print_tables(results: dict[str, dict[str, list]], level_counts: dict[str, int], models: int, cpu: str,
+                 max_steps: int) -> None:
+    """The tables on stdout: ``results[split][metric]`` holds one entry per model."""
+    print(f"\n{models} model(s); CPU: {cpu}; greedy, step budget {max_steps}\n")
     print("| split | levels | success % (mean [min, max]) | Sim Score | cell acc. | invalid % |")
     print("|---|---|---|---|---|---|")
     for split, r in results.items():
-        print(f"| {SPLITS.get(split, split)} | {len(levels[split])} | {spread(r['success_rate'])} "
+        print(f"| {SPLITS.get(split, split)} | {level_counts[split]} | {spread(r['success_rate'])} "
               f"| {statistics.mean(r['sim_score']):.2f} | {statistics.mean(r['sim_cell_accuracy']):.3f} "
               f"| {100 * statistics.mean(r['invalid_action_rate']):.1f} |")
     print("\nSuccess % by optimal solution length (mean over models):\n")
-    lengths = sorted({n for r in results.values() for per in r["by_length"] for n in per})
+    lengths = sorted({int(n) for r in results.values() for per in r["by_length"] for n in per})
     print("| split | " + " | ".join(str(n) for n in lengths) + " |")
     print("|---|" + "---|" * len(lengths))
     for split, r in results.items():
@@ -145,12 +114,86 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for key in ("dead_share", "exact_share", "optimal_if_exact", "optimal_if_wrong",
                     "optimal_rolled_out_if_exact"):
-            values = [d[key] for d in r["decisions"] if d[key] is not None]
+            values = [d.get(key) for d in r["decisions"]]
+            values = [v for v in values if v is not None]
             cells.append(f"{100 * statistics.mean(values):.0f}" if values else "-")
         print(f"| {split} | " + " | ".join(cells) + " |")
-    if args.out:
-        from dynamind_lite.io import write_json_atomic
 
+
+def merge(paths: list[str]) -> tuple[dict[str, dict[str, list]], list[str], str, int]:
+    """Results of several ``--out`` files (e.g. one per seed) as one: ``(results, models, cpu, max_steps)``.
+    The files must cover the same splits with the same step budget."""
+    import json
+
+    saved = [json.loads(open(path, encoding="utf-8").read()) for path in paths]
+    splits, budgets = {tuple(s["splits"]) for s in saved}, {s["max_steps"] for s in saved}
+    if len(splits) > 1 or len(budgets) > 1:
+        raise SystemExit(f"--merge: the files differ in splits {sorted(splits)} or step budget {sorted(budgets)}")
+    results: dict[str, dict[str, list]] = {split: defaultdict(list) for split in saved[0]["splits"]}
+    for one in saved:
+        for split, metrics in one["splits"].items():
+            for key, values in metrics.items():
+                if key == "by_length":  # JSON keys are strings
+                    values = [{int(n): v for n, v in per.items()} for per in values]
+                results[split][key].extend(values)
+    cpus = sorted({s["cpu"] for s in saved})
+    return results, [m for s in saved for m in s["models"]], " / ".join(cpus), budgets.pop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", help="save_pretrained directories (one per seed)")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="instead of playing: the tables of earlier --out files together (e.g. one per seed)")
+    parser.add_argument("--splits", nargs="+", default=list(SPLITS), help="level splits of data/sokoban/")
+    parser.add_argument("--preset", default="tiny", help="preset whose board layout (board_canvas) the models play")
+    parser.add_argument("--max-steps", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--out", default=None, help="write all numbers here as JSON")
+    args = parser.parse_args(argv)
+    if bool(args.models) == bool(args.merge):
+        parser.error("give either --models or --merge")
+
+    from dynamind_lite.config import get_preset
+    from dynamind_lite.envs.sokoban import load_levels
+    from dynamind_lite.io import write_json_atomic
+    from dynamind_lite.paths import level_file
+    from dynamind_lite.results import cpu_name
+
+    canvas = get_preset(args.preset).board_canvas
+    if args.merge:
+        results, models, cpu, max_steps = merge(args.merge)
+        counts = {split: len(load_levels(level_file(split), canvas=canvas)) for split in results}
+        print_tables(results, counts, len(models), cpu, max_steps)
+        if args.out:
+            write_json_atomic(args.out, {"models": models, "cpu": cpu, "max_steps": max_steps,
+                                         "splits": {s: dict(r) for s, r in results.items()}})
+        return 0
+
+    import torch
+
+    from dynamind_lite.evaluate import evaluate_generator, load_generator
+
+    torch.set_num_threads(args.threads)
+    levels = {split: load_levels(level_file(split), canvas=canvas) for split in args.splits}
+    results: dict[str, dict[str, list]] = {split: defaultdict(list) for split in args.splits}
+    for model in args.models:
+        generator = load_generator("hf", model, batch_size=200, dtype="float32", device="cpu")
+        for split, split_levels in levels.items():
+            metrics, records = evaluate_generator(generator, split_levels, max_steps=args.max_steps, batch_size=200)
+            for key in ("success_rate", "sim_score", "sim_cell_accuracy", "invalid_action_rate"):
+                results[split][key].append(metrics[key])
+            by_length = defaultdict(list)
+            for level, record in zip(split_levels, records, strict=True):
+                by_length[len(level["solution"])].append(record.success)
+            results[split]["by_length"].append({n: sum(v) / len(v) for n, v in sorted(by_length.items())})
+            results[split]["decisions"].append(decision_quality(records))
+            print(f"{model} {split}: success {metrics['success_rate']:.3f} sim {metrics['sim_score']:.3f}",
+                  file=sys.stderr, flush=True)
+
+    print_tables(results, {split: len(v) for split, v in levels.items()}, len(args.models), cpu_name(),
+                 args.max_steps)
+    if args.out:
         write_json_atomic(args.out, {"models": args.models, "cpu": cpu_name(), "max_steps": args.max_steps,
                                      "splits": {s: dict(r) for s, r in results.items()}})
     return 0

@@ -99,6 +99,9 @@ class TemplateAggregator:
         Plan: Up Left</think><answer>Up</answer>
 
     Observation and history are not used: the prompt already shows them.
+    Rollouts are written in the tree's order (``SearchTree.rollouts``): the search's
+    by default, by action after ``SearchTree.in_action_order``
+    (``collect.ResimConfig.rollout_order``).
     ``commands``: a text world's grammar (``response`` module docstring).
     """
 

@@ -64,3 +64,30 @@ def test_heldout_decision_quality_splits_steps_by_exact_simulation():
          "optimal_rolled_out_if_exact": 2 / 3})
     assert heldout.decision_quality([]) == {"dead_share": 0.0, "exact_share": 0.0, "optimal_if_exact": None,
                                             "optimal_if_wrong": None, "optimal_rolled_out_if_exact": None}
+
+
+def test_heldout_merge_pools_per_seed_files_into_one_table(tmp_path, capsys):
+    import json
+
+    heldout = load_benchmark("heldout_styles")
+
+    def saved(seed: int, success: float) -> str:
+        decisions = {"dead_share": 0.1 * seed, "exact_share": 0.5, "optimal_if_exact": 0.4, "optimal_if_wrong": None,
+                     "optimal_rolled_out_if_exact": 0.8}
+        split = {"success_rate": [success], "sim_score": [0.5], "sim_cell_accuracy": [0.9],
+                 "invalid_action_rate": [0.0], "by_length": [{"4": success, "5": 0.0}], "decisions": [decisions]}
+        path = tmp_path / f"s{seed}.json"
+        path.write_text(json.dumps({"models": [f"m{seed}"], "cpu": "cpu", "max_steps": 30,
+                                    "splits": {"id_test": split}}))
+        return str(path)
+
+    files = [saved(0, 0.2), saved(1, 0.6)]
+    assert heldout.main(["--merge", *files, "--out", str(tmp_path / "all.json")]) == 0
+    table = capsys.readouterr().out
+    assert "2 model(s)" in table and "| 40.0 [20, 60] |" in table
+    assert "| id_test | 40 | 0 |" in table  # by length: 4 moves (20 + 60) / 2, 5 moves 0
+    assert "| id_test | 5 | 50 | 40 | - | 80 |" in table  # dead-state share (0 + 10) / 2; no wrong simulations
+    merged = json.loads((tmp_path / "all.json").read_text())
+    assert merged["models"] == ["m0", "m1"] and merged["splits"]["id_test"]["success_rate"] == [0.2, 0.6]
+    with pytest.raises(SystemExit):
+        heldout.main(["--merge", *files, "--models", "x"])
