@@ -5,6 +5,8 @@
     python benchmarks/stage1_variant.py --out runs/variant-wide192-s0 --levels id_train:1800 --base runs/tiny-base-192
     python benchmarks/stage1_variant.py --out runs/variant-2x-s0 --seed 0 --levels id_train:1800 --max-steps 3490
     python benchmarks/stage1_variant.py --out runs/variant-order-s0 --seed 0 --levels id_train:1800 --rollout-order action
+    python benchmarks/stage1_variant.py --out runs/variant-b4order-s0 --seed 0 --levels id_train:1800 --rollout-order action --b 4
+    python benchmarks/stage1_variant.py --out runs/variant-b4search-s0 --seed 0 --levels id_train:1800 --b 4
 
 The README's table of Stage 1 variants (section "Generalisation") compares
 training data for the tiny model at the preset's SFT budget. This script runs
