@@ -7,6 +7,7 @@
     python benchmarks/stage1_variant.py --out runs/variant-order-s0 --seed 0 --levels id_train:1800 --rollout-order action
     python benchmarks/stage1_variant.py --out runs/variant-b4order-s0 --seed 0 --levels id_train:1800 --rollout-order action --b 4
     python benchmarks/stage1_variant.py --out runs/variant-b4search-s0 --seed 0 --levels id_train:1800 --b 4
+    python benchmarks/stage1_variant.py --out runs/variant-d3-s0 --seed 0 --levels id_train:1800 --d 3
 
 The README's table of Stage 1 variants (section "Generalisation") compares
 training data for the tiny model at the preset's SFT budget. This script runs
@@ -17,7 +18,7 @@ one row with the package's commands, so a row is one command:
    boxes), written to ``OUT/levels.jsonl``; two or more specs are concatenated
    and shuffled with ``random.Random(0)`` (the same order for every seed);
 2. ``python -m dynamind_lite resim`` with the tiny preset's V, b, d, refine fraction,
-   exploration and rollout order (exact, 2, 1, 0.2, 0.1, search; ``--b``, ``--explore`` and
+   exploration and rollout order (exact, 2, 1, 0.2, 0.1, search; ``--b``, ``--d``, ``--explore`` and
    ``--rollout-order`` override theirs) -> ``OUT/train.jsonl``;
 3. ``python -m dynamind_lite sft --preset tiny`` from the shipped tiny base (``--base``: another
    base, e.g. a wider one from ``scripts/build_tiny_base.py --hidden-size 192``)
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--explore", type=float, default=None, help="resim --explore (default: the preset's)")
     parser.add_argument("--rollout-order", default=None, help="resim --rollout-order (default: the preset's)")
     parser.add_argument("--b", type=int, default=None, help="resim --b, rollouts per tree (default: the preset's)")
+    parser.add_argument("--d", type=int, default=None, help="resim --d, depth of each rollout (default: the preset's)")
     parser.add_argument("--max-steps", type=int, default=1745, help="SFT optimiser steps at most")
     parser.add_argument("--base", default=None, help="base model folder (default: the preset's, data/models/tiny-base)")
     args = parser.parse_args(argv)
@@ -102,9 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     explore = tiny.resim_explore if args.explore is None else args.explore
     order = tiny.resim_rollout_order if args.rollout_order is None else args.rollout_order
     b = tiny.b if args.b is None else args.b
+    d = tiny.d if args.d is None else args.d
     python = sys.executable
     run([python, "-m", "dynamind_lite", "resim", "--levels", str(out / "levels.jsonl"), "--out",
-         str(out / "train.jsonl"), "--seed", str(args.seed), "--b", str(b), "--d", str(tiny.d),
+         str(out / "train.jsonl"), "--seed", str(args.seed), "--b", str(b), "--d", str(d),
          "--value", tiny.value_fn, "--explore", str(explore), "--refine", str(tiny.resim_refine),
          "--rollout-order", order, "--no-progress"],
         out / "resim.log")
