@@ -271,7 +271,7 @@ _PRESETS = {
     #   (tests, small and full presets).
     # * d=1: each simulated state is one move from the prompt's current state,
     #   so a response is ~130 tokens; b=2 compares two first moves. d=3 (~290 tokens) solved the
-    #   held-out style 22.5% vs 13.1% at the same steps, Sim Score 0.21 vs 0.38 (README, row Q, seeds 0-1).
+    #   held-out style 18.9% vs 13.5% at the same steps, Sim Score 0.19 vs 0.39 (README, row Q, seeds 0-2).
     # * 1.25 epochs over 1800 levels (1745 steps), each step's 8 random examples sorted by length into
     #   4 micro-batches of 2 (sft_sort_micro_batches; the same examples and gradient per step as one
     #   random batch of 8, padding 4% instead of 29%, bench_sft.py: 37.2 vs 27.5 examples/s). The time
