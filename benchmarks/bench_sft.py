@@ -20,6 +20,8 @@ only::
     python benchmarks/bench_sft.py --data X.jsonl --batch-size 8 --grad-accum 1 --no-sort-micro-batches
                                       # one random batch of 8 per step (the tiny preset sorts each step's 8
                                       # examples by length into 4 micro-batches of 2)
+    python benchmarks/bench_sft.py --data X.jsonl --compile          # the plain loop on torch.compile(model)
+    python benchmarks/bench_sft.py --data X.jsonl --profile 10       # + where 10 plain-loop steps spend their time
 
 Without ``--data`` a small RESIM file is collected first (the preset's levels, b and d).
 """
@@ -50,6 +52,12 @@ def main() -> None:
     parser.add_argument("--sort-micro-batches", action=argparse.BooleanOptionalAction, default=None,
                         help="sft_sort_micro_batches: a step's examples sorted by length into its micro-batches "
                              "(default: the preset's)")
+    parser.add_argument("--compile", action="store_true",
+                        help="time the plain loop on torch.compile(model, dynamic=True); the compile time, spent in "
+                             "the warm-up steps, is printed apart")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="after the timed plain loop, profile this many more of its steps (torch.profiler) and "
+                             "print the ops by their own CPU time")
     args = parser.parse_args()
 
     import torch
@@ -110,21 +118,37 @@ def main() -> None:
         # ---- 2. a plain loop on the same batches, same fresh model ------------ #
         plain = make_sft_trainer(model, dataset, Path(work) / "plain", preset, progress=False).model
         optimizer = torch.optim.AdamW([p for p in plain.parameters() if p.requires_grad], lr=preset.sft_learning_rate)
-        for step in range(warmup + args.steps):
-            if step == warmup:
-                started = time.perf_counter()
+        forward = torch.compile(plain, dynamic=True) if args.compile else plain
+
+        def plain_step(step: int) -> None:
             micro_batches = batches[step * accum:(step + 1) * accum]
             trained = sum(int((b["labels"] != -100).sum()) for b in micro_batches)  # eq. (1) divides by these
             for batch in micro_batches:
-                out = plain(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                            labels=batch["labels"], num_items_in_batch=trained)
+                out = forward(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                              labels=batch["labels"], num_items_in_batch=trained)
                 out.loss.backward()
             torch.nn.utils.clip_grad_norm_(plain.parameters(), 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-        plain_seconds = time.perf_counter() - started
 
-    timed = batches[warmup * preset.sft_grad_accum:]
+        warm_started = time.perf_counter()
+        for step in range(warmup):
+            plain_step(step)
+        warmup_seconds = time.perf_counter() - warm_started
+        started = time.perf_counter()
+        for step in range(warmup, warmup + args.steps):
+            plain_step(step)
+        plain_seconds = time.perf_counter() - started
+        if args.profile:
+            from torch.profiler import ProfilerActivity, profile
+
+            batches += batches[:args.profile * accum]  # the first steps' batches again
+            with profile(activities=[ProfilerActivity.CPU]) as profiler:
+                for step in range(warmup + args.steps, warmup + args.steps + args.profile):
+                    plain_step(step)
+            print(profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+    timed = batches[warmup * accum:(warmup + args.steps) * accum]
     examples = sum(len(b["input_ids"]) for b in timed)
     tokens = sum(int(b["attention_mask"].sum()) for b in timed)
     padded = sum(b["input_ids"].numel() for b in timed)
@@ -139,7 +163,8 @@ def main() -> None:
                     "tokens_per_s": round(tokens / trainer_seconds), "trained_tokens_per_s":
                     round(trained / trainer_seconds)},
         "plain_loop": {"seconds": round(plain_seconds, 2), "examples_per_s": round(examples / plain_seconds, 1),
-                       "tokens_per_s": round(tokens / plain_seconds)},
+                       "tokens_per_s": round(tokens / plain_seconds), "compiled": args.compile,
+                       "warmup_seconds": round(warmup_seconds, 1)},
         "trainer_over_plain": round(plain_seconds / trainer_seconds, 3),
     }, indent=1))
 

@@ -8,6 +8,7 @@
     python benchmarks/stage1_variant.py --out runs/variant-b4order-s0 --seed 0 --levels id_train:1800 --rollout-order action --b 4
     python benchmarks/stage1_variant.py --out runs/variant-b4search-s0 --seed 0 --levels id_train:1800 --b 4
     python benchmarks/stage1_variant.py --out runs/variant-d3-s0 --seed 0 --levels id_train:1800 --d 3
+    python benchmarks/stage1_variant.py --out runs/variant-d3heur-s0 --seed 0 --levels id_train:1800 --d 3 --value heuristic
 
 The README's table of Stage 1 variants (section "Generalisation") compares
 training data for the tiny model at the preset's SFT budget. This script runs
@@ -18,8 +19,8 @@ one row with the package's commands, so a row is one command:
    boxes), written to ``OUT/levels.jsonl``; two or more specs are concatenated
    and shuffled with ``random.Random(0)`` (the same order for every seed);
 2. ``python -m dynamind_lite resim`` with the tiny preset's V, b, d, refine fraction,
-   exploration and rollout order (exact, 2, 1, 0.2, 0.1, search; ``--b``, ``--d``, ``--explore`` and
-   ``--rollout-order`` override theirs) -> ``OUT/train.jsonl``;
+   exploration and rollout order (exact, 2, 1, 0.2, 0.1, search; ``--value``, ``--b``, ``--d``, ``--explore``
+   and ``--rollout-order`` override theirs) -> ``OUT/train.jsonl``;
 3. ``python -m dynamind_lite sft --preset tiny`` from the shipped tiny base (``--base``: another
    base, e.g. a wider one from ``scripts/build_tiny_base.py --hidden-size 192``)
    (its progress bar in ``OUT/sft.log``),
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rollout-order", default=None, help="resim --rollout-order (default: the preset's)")
     parser.add_argument("--b", type=int, default=None, help="resim --b, rollouts per tree (default: the preset's)")
     parser.add_argument("--d", type=int, default=None, help="resim --d, depth of each rollout (default: the preset's)")
+    parser.add_argument("--value", default=None, help="resim --value, the value function V (default: the preset's)")
     parser.add_argument("--max-steps", type=int, default=1745, help="SFT optimiser steps at most")
     parser.add_argument("--base", default=None, help="base model folder (default: the preset's, data/models/tiny-base)")
     args = parser.parse_args(argv)
@@ -105,10 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     order = tiny.resim_rollout_order if args.rollout_order is None else args.rollout_order
     b = tiny.b if args.b is None else args.b
     d = tiny.d if args.d is None else args.d
+    value = tiny.value_fn if args.value is None else args.value
     python = sys.executable
     run([python, "-m", "dynamind_lite", "resim", "--levels", str(out / "levels.jsonl"), "--out",
          str(out / "train.jsonl"), "--seed", str(args.seed), "--b", str(b), "--d", str(d),
-         "--value", tiny.value_fn, "--explore", str(explore), "--refine", str(tiny.resim_refine),
+         "--value", value, "--explore", str(explore), "--refine", str(tiny.resim_refine),
          "--rollout-order", order, "--no-progress"],
         out / "resim.log")
     base = tiny.model_name_or_path if args.base is None else args.base
