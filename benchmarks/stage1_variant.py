@@ -10,8 +10,9 @@
     python benchmarks/stage1_variant.py --out runs/variant-d3-s0 --seed 0 --levels id_train:1800 --d 3
     python benchmarks/stage1_variant.py --out runs/variant-d3heur-s0 --seed 0 --levels id_train:1800 --d 3 --value heuristic
 
-The README's table of Stage 1 variants (section "Generalisation") compares
-training data for the tiny model at the preset's SFT budget. This script runs
+The table of Stage 1 variants in ``benchmarks/stage1_variants.md`` (summed up in the
+README's section "Generalisation") compares training data for the tiny model at the
+preset's SFT budget. This script runs
 one row with the package's commands, so a row is one command:
 
 1. the training levels: each ``--levels`` spec is ``SPLIT[:N][@HxW/B]``, a level

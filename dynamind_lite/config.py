@@ -271,9 +271,10 @@ _PRESETS = {
     #   (tests, small and full presets).
     # * d=1: each simulated state is one move from the prompt's current state,
     #   so a response is ~130 tokens; b=2 compares two first moves. d=3 (~290 tokens) solved the
-    #   held-out style 18.9% vs 13.5% at the same steps, Sim Score 0.19 vs 0.39 (README, row Q, seeds 0-2).
+    #   held-out style 18.9% vs 13.5% at the same steps, Sim Score 0.19 vs 0.39 (seeds 0-2; row Q of
+    #   benchmarks/stage1_variants.md, where every Stage 1 variant named below is measured).
     # * value_fn="exact" (the default): with d=3 the heuristic V's teacher solves 91.7% of the held-out
-    #   style, but its student solved 13.3% (seed 0; exact V, d=3: 20.6%) (README, row R).
+    #   style, but its student solved 13.3% (seed 0; exact V, d=3: 20.6%) (row R).
     # * 1.25 epochs over 1800 levels (1745 steps), each step's 8 random examples sorted by length into
     #   4 micro-batches of 2 (sft_sort_micro_batches; the same examples and gradient per step as one
     #   random batch of 8, padding 4% instead of 29%, bench_sft.py: 37.2 vs 27.5 examples/s). The time
@@ -283,14 +284,14 @@ _PRESETS = {
     #   random batch of 8, in less SFT time (seeds 1, 2 on one day: 319 / 323 s against 365 / 378 s).
     #   1 epoch sorted gave 58.5 / 26.5 / 13.5%; 1.5 epochs and 8 RL iterations took the main job to 28 min.
     #   2.5 epochs (3490 steps) gave 89.5% ID and the held-out style 22.4% (Sim Score 0.61) over seeds 0-2,
-    #   against 65.5% and 13.5% (0.39) (README, Generalisation, row L), but SFT took 1245-1326 s on the
+    #   against 65.5% and 13.5% (0.39) (row L), but SFT took 1245-1326 s on the
     #   AVX-512 host: over budget.
     #   Batches *drawn* by length train a worse model: grouped by length (sft_group_by_length) the
     #   seed-0 model solved 40% of ID instead of 69%; refine and plain examples in batches of their own
     #   28.0% instead of 57.5%, Sim Score 0.32 instead of 0.61.
     # * rollouts in the search's order (resim_rollout_order="search", the best usually first): all four
     #   moves rolled out and listed by action (b=4, "action") doubled the held-out style's Sim Score
-    #   (0.39 -> 0.79, seeds 0-2) at the same success (11.9 vs 13.5%) for 1.5x the SFT time (README, row N);
+    #   (0.39 -> 0.79, seeds 0-2) at the same success (11.9 vs 13.5%) for 1.5x the SFT time (row N);
     #   b=4 in this order 0.65 at 17.4% (row P), inside the seeds' spread.
     # * the system message stays in the prompt: without it (the tiny tokenizer's chat template
     #   leaving it out) SFT ran 1.2x faster, but the seed-0 model ended at a higher loss (0.041 vs 0.028)
