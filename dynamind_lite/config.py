@@ -292,7 +292,8 @@ _PRESETS = {
     # * rollouts in the search's order (resim_rollout_order="search", the best usually first): all four
     #   moves rolled out and listed by action (b=4, "action") doubled the held-out style's Sim Score
     #   (0.39 -> 0.79, seeds 0-2) at the same success (11.9 vs 13.5%) for 1.5x the SFT time (row N);
-    #   b=4 in this order 0.65 at 17.4% (row P), inside the seeds' spread.
+    #   b=4 in this order 0.65 at 17.4% (row P), inside the seeds' spread. b=4 by action for twice the
+    #   steps: Sim Score 0.91 at 20.7% (row O, seeds 0-2), SFT 1781-1955 s on the AVX-512 host: over budget.
     # * the system message stays in the prompt: without it (the tiny tokenizer's chat template
     #   leaving it out) SFT ran 1.2x faster, but the seed-0 model ended at a higher loss (0.041 vs 0.028)
     #   and solved 25.5% of ID instead of 57.5% (Sim Score 0.25 vs 0.61).
