@@ -11,6 +11,7 @@
     python benchmarks/stage1_variant.py --out runs/variant-d3heur-s0 --seed 0 --levels id_train:1800 --d 3 --value heuristic
     python benchmarks/stage1_variant.py --out runs/variant-4x-s0 --seed 0 --levels id_train:1800 --max-steps 6980
     python benchmarks/stage1_variant.py --out runs/variant-mix6-2x-s0 --seed 0 --levels id_train:1000 mix_train@6x6/1 --max-steps 3490
+    python benchmarks/stage1_variant.py --out runs/variant-wide192-2x-s0 --seed 0 --levels id_train:1800 --base runs/tiny-base-192 --max-steps 3490
 
 The table of Stage 1 variants in ``benchmarks/stage1_variants.md`` (summed up in the
 README's section "Generalisation") compares training data for the tiny model at the
