@@ -285,7 +285,8 @@ _PRESETS = {
     #   1 epoch sorted gave 58.5 / 26.5 / 13.5%; 1.5 epochs and 8 RL iterations took the main job to 28 min.
     #   2.5 epochs (3490 steps) gave 89.5% ID and the held-out style 22.4% (Sim Score 0.61) over seeds 0-2,
     #   against 65.5% and 13.5% (0.39) (row L), but SFT took 1245-1326 s on the
-    #   AVX-512 host: over budget.
+    #   AVX-512 host: over budget. 5 epochs (6980 steps, row S, seed 0) gained nothing more on the
+    #   held-out style (21.7%, ID 93.5%).
     #   Batches *drawn* by length train a worse model: grouped by length (sft_group_by_length) the
     #   seed-0 model solved 40% of ID instead of 69%; refine and plain examples in batches of their own
     #   28.0% instead of 57.5%, Sim Score 0.32 instead of 0.61.
