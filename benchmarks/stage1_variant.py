@@ -12,6 +12,7 @@
     python benchmarks/stage1_variant.py --out runs/variant-4x-s0 --seed 0 --levels id_train:1800 --max-steps 6980
     python benchmarks/stage1_variant.py --out runs/variant-mix6-2x-s0 --seed 0 --levels id_train:1000 mix_train@6x6/1 --max-steps 3490
     python benchmarks/stage1_variant.py --out runs/variant-wide192-2x-s0 --seed 0 --levels id_train:1800 --base runs/tiny-base-192 --max-steps 3490
+    python benchmarks/stage1_variant.py --out runs/variant-lr4e3-s0 --seed 0 --levels id_train:1800 --learning-rate 4e-3
 
 The table of Stage 1 variants in ``benchmarks/stage1_variants.md`` (summed up in the
 README's section "Generalisation") compares training data for the tiny model at the
@@ -30,8 +31,8 @@ one row with the package's commands, so a row is one command:
    (its progress bar in ``OUT/sft.log``),
    capped at ``--max-steps`` optimiser steps (default 1745, the preset's steps on
    its 1800 ``id_train`` levels at seed 0, so every variant gets the same SFT budget; a larger
-   ``--max-steps`` trains longer, 3490 = 2.5 epochs, with the learning-rate schedule over all its steps)
-   -> ``OUT/sft/final``;
+   ``--max-steps`` trains longer, 3490 = 2.5 epochs, with the learning-rate schedule over all its steps;
+   ``--learning-rate`` sets the peak learning rate) -> ``OUT/sft/final``;
 4. ``benchmarks/heldout_styles.py`` on that model -> ``OUT/heldout.json`` and the
    tables on stdout.
 
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--value", default=None, help="resim --value, the value function V (default: the preset's)")
     parser.add_argument("--max-steps", type=int, default=1745, help="SFT optimiser steps at most")
     parser.add_argument("--base", default=None, help="base model folder (default: the preset's, data/models/tiny-base)")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="SFT peak learning rate (default: the preset's, 2e-3)")
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -119,9 +122,10 @@ def main(argv: list[str] | None = None) -> int:
          "--rollout-order", order, "--no-progress"],
         out / "resim.log")
     base = tiny.model_name_or_path if args.base is None else args.base
+    learning_rate = tiny.sft_learning_rate if args.learning_rate is None else args.learning_rate
     run([python, "-m", "dynamind_lite", "sft", "--model", base, "--data", str(out / "train.jsonl"),
          "--out", str(out / "sft"), "--preset", "tiny", "--seed", str(args.seed),
-         "--set", f"sft_max_steps={args.max_steps}"], out / "sft.log")
+         "--set", f"sft_max_steps={args.max_steps}", "--set", f"sft_learning_rate={learning_rate}"], out / "sft.log")
     heldout = Path(__file__).resolve().parent / "heldout_styles.py"
     return subprocess.call([python, str(heldout), "--models", str(out / "sft" / "final"),
                             "--out", str(out / "heldout.json")])
