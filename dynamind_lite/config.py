@@ -292,7 +292,9 @@ _PRESETS = {
     #   Batches *drawn* by length train a worse model: grouped by length (sft_group_by_length) the
     #   seed-0 model solved 40% of ID instead of 69%; refine and plain examples in batches of their own
     #   28.0% instead of 57.5%, Sim Score 0.32 instead of 0.61.
-    # * rollouts in the search's order (resim_rollout_order="search", the best usually first): all four
+    # * rollouts in the search's order (resim_rollout_order="search", the best usually first): the two
+    #   rollouts listed by action raised the held-out style's Sim Score to 0.66 (0.39) at the same cost,
+    #   but ID fell to 50.5% and the held-out style to 11.7% (seeds 0-2, row M); all four
     #   moves rolled out and listed by action (b=4, "action") doubled the held-out style's Sim Score
     #   (0.39 -> 0.79, seeds 0-2) at the same success (11.9 vs 13.5%) for 1.5x the SFT time (row N);
     #   b=4 in this order 0.65 at 17.4% (row P), inside the seeds' spread. b=4 by action for twice the
