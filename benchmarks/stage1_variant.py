@@ -13,6 +13,8 @@
     python benchmarks/stage1_variant.py --out runs/variant-mix6-2x-s0 --seed 0 --levels id_train:1000 mix_train@6x6/1 --max-steps 3490
     python benchmarks/stage1_variant.py --out runs/variant-wide192-2x-s0 --seed 0 --levels id_train:1800 --base runs/tiny-base-192 --max-steps 3490
     python benchmarks/stage1_variant.py --out runs/variant-lr4e3-s0 --seed 0 --levels id_train:1800 --learning-rate 4e-3
+    python scripts/make_sokoban_levels.py --extra-id 9000 --extra-out runs/extra/id_extra_9000.jsonl
+    python benchmarks/stage1_variant.py --out runs/variant-levels9k-s0 --seed 0 --levels runs/extra/id_extra_9000.jsonl
 
 The table of Stage 1 variants in ``benchmarks/stage1_variants.md`` (summed up in the
 README's section "Generalisation") compares training data for the tiny model at the
@@ -20,8 +22,8 @@ preset's SFT budget. This script runs
 one row with the package's commands, so a row is one command:
 
 1. the training levels: each ``--levels`` spec is ``SPLIT[:N][@HxW/B]``, a level
-   split of ``data/sokoban/`` (its first N levels; only boards of H x W with B
-   boxes), written to ``OUT/levels.jsonl``; two or more specs are concatenated
+   split of ``data/sokoban/`` or the path of a ``.jsonl`` level file (its first N
+   levels; only boards of H x W with B boxes), written to ``OUT/levels.jsonl``; two or more specs are concatenated
    and shuffled with ``random.Random(0)`` (the same order for every seed);
 2. ``python -m dynamind_lite resim`` with the tiny preset's V, b, d, refine fraction,
    exploration and rollout order (exact, 2, 1, 0.2, 0.1, search; ``--value``, ``--b``, ``--d``, ``--explore``
@@ -52,7 +54,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-SPEC = re.compile(r"^(?P<split>[\w.-]+)(:(?P<limit>\d+))?(@(?P<h>\d+)x(?P<w>\d+)/(?P<boxes>\d+))?$")
+SPEC = re.compile(r"^(?P<split>[\w./-]+)(:(?P<limit>\d+))?(@(?P<h>\d+)x(?P<w>\d+)/(?P<boxes>\d+))?$")
 
 
 def board_shape(level: dict) -> tuple[list[int], int]:
@@ -61,13 +63,15 @@ def board_shape(level: dict) -> tuple[list[int], int]:
 
 
 def select_levels(spec: str) -> list[str]:
-    """The JSONL lines of one ``SPLIT[:N][@HxW/B]`` spec, in file order."""
+    """The JSONL lines of one ``SPLIT[:N][@HxW/B]`` spec, in file order (SPLIT: a shipped
+    split's name, or the path of a ``.jsonl`` level file)."""
     from dynamind_lite.paths import level_file
 
     match = SPEC.match(spec)
     if not match:
         raise ValueError(f"--levels {spec!r}: expected SPLIT[:N][@HxW/B], e.g. id_train:1000 or mix_train@6x6/1")
-    lines = [line for line in Path(level_file(match["split"])).read_text(encoding="utf-8").splitlines() if line]
+    source = Path(match["split"]) if match["split"].endswith(".jsonl") else level_file(match["split"])
+    lines = [line for line in source.read_text(encoding="utf-8").splitlines() if line]
     if match["h"]:
         shape = ([int(match["h"]), int(match["w"])], int(match["boxes"]))
         lines = [line for line in lines if board_shape(json.loads(line)) == shape]

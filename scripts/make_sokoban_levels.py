@@ -17,11 +17,18 @@ OOD setting) and the ``random_placement`` style (held out).
 style_test_*: 6x6 one-box test sets of the other two styles, 20 levels per
 optimal length: ``room_carving`` (a training style, 4..10 moves) and
 ``random_placement`` (the held-out style, 4..12 moves).
+
+    python scripts/make_sokoban_levels.py --extra-id 9000 --extra-out runs/extra/id_extra_9000.jsonl
+
+writes, instead, N more levels of the ID family's generator (reverse play, 6x6, one box;
+seeds from 3,000,000; no grid of any shipped split), not shipped: the training levels of
+row W in ``benchmarks/stage1_variants.md`` (more distinct levels for the same SFT steps).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 from pathlib import Path
@@ -100,11 +107,41 @@ def make_styles(taken: set[str]) -> dict[str, list[dict]]:
     return {split: out[split] for split in (*STYLE_TESTS, "mix_train", "mix_val")}
 
 
+EXTRA_ID_FIRST_SEED = 3_000_000
+"""First generator seed of ``--extra-id``: above every shipped family's seeds."""
+
+
+def make_extra_id(count: int, taken: set[str]) -> list[dict]:
+    """``count`` more ID-family levels (6x6, one box), none of whose grids is in ``taken``."""
+    size, num_boxes, max_moves = FAMILIES["id"][:3]
+    rows: list[dict] = []
+    seed = EXTRA_ID_FIRST_SEED
+    while len(rows) < count:
+        grid = generate_level(seed, size, num_boxes, max_moves=max_moves)
+        if grid not in taken:
+            taken.add(grid)
+            rows.append({"id": f"id_extra_{len(rows):04d}", "grid": grid, "solution": solve(grid),
+                         "size": list(size), "num_boxes": num_boxes, "seed": seed})
+        seed += 1
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "sokoban")
     parser.add_argument("--check", action="store_true", help="compare with the files in --out instead of writing")
+    parser.add_argument("--extra-id", type=int, metavar="N",
+                        help="instead, write N more ID-family levels (no shipped grid) to --extra-out")
+    parser.add_argument("--extra-out", type=Path, help="the JSONL file of --extra-id")
     args = parser.parse_args(argv)
+    if args.extra_id is not None:
+        if args.extra_id < 1 or args.extra_out is None:
+            parser.error("--extra-id needs a positive N and --extra-out FILE")
+        shipped = {json.loads(line)["grid"] for path in sorted(args.out.glob("*.jsonl"))
+                   for line in path.read_text(encoding="utf-8").splitlines() if line}
+        write_text_atomic(args.extra_out, jsonl_text(make_extra_id(args.extra_id, shipped)))
+        print(f"{args.extra_out}: {args.extra_id} levels")
+        return 0
     mismatches = 0
     splits = {split: rows for family in FAMILIES for split, rows in make_family(family).items()}
     splits.update(make_styles({row["grid"] for rows in splits.values() for row in rows}))

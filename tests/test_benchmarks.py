@@ -25,7 +25,7 @@ def test_benchmark_compiles_and_documents_its_command(path):
     assert f"python benchmarks/{path.name}" in path.read_text()
 
 
-def test_stage1_variant_selects_levels_by_split_count_and_board():
+def test_stage1_variant_selects_levels_by_split_count_and_board(tmp_path):
     import json
 
     variant = load_benchmark("stage1_variant")
@@ -35,6 +35,9 @@ def test_stage1_variant_selects_levels_by_split_count_and_board():
     assert len(two_box) == 4 and all(level["size"] == [7, 7] and level["num_boxes"] == 2 for level in two_box)
     with pytest.raises(ValueError, match="SPLIT"):
         variant.select_levels("id_train:many")
+    level_file = tmp_path / "levels.jsonl"  # a level file of one's own, e.g. make_sokoban_levels.py --extra-id
+    level_file.write_text("".join(json.dumps({"id": f"x{i}", "size": [6, 6], "num_boxes": 1}) + "\n" for i in range(5)))
+    assert [json.loads(line)["id"] for line in variant.select_levels(f"{level_file}:2")] == ["x0", "x1"]
 
 
 def test_heldout_decision_quality_splits_steps_by_exact_simulation():

@@ -713,3 +713,22 @@ def test_level_script_reproduces_the_files_byte_identically():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("identical") == len(list((ROOT / "data" / "sokoban").glob("*.jsonl")))
+
+
+def test_extra_id_levels_are_new_optimal_and_repeatable(tmp_path):
+    """``--extra-id``: ID-family levels with optimal solutions, none a shipped grid, the same bytes twice."""
+    paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
+    for path in paths:
+        result = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_sokoban_levels.py"),
+                                 "--extra-id", "30", "--extra-out", str(path)],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    levels = load_levels(paths[0])
+    shipped_grids = {level["grid"] for path in (ROOT / "data" / "sokoban").glob("*.jsonl")
+                     for level in load_levels(path)}
+    assert len(levels) == 30 and len({level["grid"] for level in levels}) == 30
+    for level in levels:
+        assert level["grid"] not in shipped_grids and level["size"] == [6, 6] and level["num_boxes"] == 1
+        assert len(level["solution"]) == ref_bfs(level["grid"]), level["id"]
+        assert ref_solved(ref_play(level["grid"], level["solution"]))
