@@ -44,22 +44,28 @@ FAMILIES = {
 }
 
 
+def draw_family_levels(name: str, prefix: str, count: int, seed: int, seen: set[str]) -> tuple[list[dict], int]:
+    """``count`` levels of family ``name`` from generator seeds ``seed, seed + 1, ...``, skipping
+    (and adding to ``seen``) grids already seen; returns them and the next unused seed."""
+    size, num_boxes, max_moves = FAMILIES[name][:3]
+    rows: list[dict] = []
+    while len(rows) < count:
+        grid = generate_level(seed, size, num_boxes, max_moves=max_moves)
+        if grid not in seen:
+            seen.add(grid)
+            rows.append({"id": f"{prefix}_{len(rows):04d}", "grid": grid, "solution": solve(grid),
+                         "size": list(size), "num_boxes": num_boxes, "seed": seed})
+        seed += 1
+    return rows, seed
+
+
 def make_family(name: str) -> dict[str, list[dict]]:
     """All splits of one family, as lists of level records."""
-    size, num_boxes, max_moves, base, splits = FAMILIES[name]
+    seed, splits = FAMILIES[name][3:]
     seen: set[str] = set()
-    seed = base
     out: dict[str, list[dict]] = {}
     for split, count in splits:
-        rows = []
-        while len(rows) < count:
-            grid = generate_level(seed, size, num_boxes, max_moves=max_moves)
-            if grid not in seen:
-                seen.add(grid)
-                rows.append({"id": f"{name}_{split}_{len(rows):04d}", "grid": grid, "solution": solve(grid),
-                             "size": list(size), "num_boxes": num_boxes, "seed": seed})
-            seed += 1
-        out[f"{name}_{split}"] = rows
+        out[f"{name}_{split}"], seed = draw_family_levels(name, f"{name}_{split}", count, seed, seen)
     return out
 
 
@@ -113,17 +119,7 @@ EXTRA_ID_FIRST_SEED = 3_000_000
 
 def make_extra_id(count: int, taken: set[str]) -> list[dict]:
     """``count`` more ID-family levels (6x6, one box), none of whose grids is in ``taken``."""
-    size, num_boxes, max_moves = FAMILIES["id"][:3]
-    rows: list[dict] = []
-    seed = EXTRA_ID_FIRST_SEED
-    while len(rows) < count:
-        grid = generate_level(seed, size, num_boxes, max_moves=max_moves)
-        if grid not in taken:
-            taken.add(grid)
-            rows.append({"id": f"id_extra_{len(rows):04d}", "grid": grid, "solution": solve(grid),
-                         "size": list(size), "num_boxes": num_boxes, "seed": seed})
-        seed += 1
-    return rows
+    return draw_family_levels("id", "id_extra", count, EXTRA_ID_FIRST_SEED, taken)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
