@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--extra-id needs a positive N and --extra-out FILE")
         shipped = {json.loads(line)["grid"] for path in sorted(args.out.glob("*.jsonl"))
                    for line in path.read_text(encoding="utf-8").splitlines() if line}
+        if not shipped:
+            parser.error(f"no level files in {args.out}: --extra-id keeps its grids apart from the shipped ones")
         write_text_atomic(args.extra_out, jsonl_text(make_extra_id(args.extra_id, shipped)))
         print(f"{args.extra_out}: {args.extra_id} levels")
         return 0
