@@ -290,7 +290,7 @@ _PRESETS = {
     #   Twice the peak learning rate (4e-3) at the preset's steps is no shortcut: the loss fell more
     #   slowly and ID fell to 27.5%, the held-out style to 6.3% (seeds 0-2, row V). Five times as many
     #   distinct id_train-generator levels (9000) at the preset's steps: ID 67.8%, the held-out style
-    #   12.4%, inside the seeds' spread (row W); at twice the steps 26.1%, as row L (row W2, seed 0):
+    #   12.4%, inside the seeds' spread (row W); at twice the steps 22.2%, as row L (row W2, seeds 0-1):
     #   the steps, not the count of levels or passes over them, move the held-out style.
     #   Batches *drawn* by length train a worse model: grouped by length (sft_group_by_length) the
     #   seed-0 model solved 40% of ID instead of 69%; refine and plain examples in batches of their own
