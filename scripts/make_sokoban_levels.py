@@ -28,13 +28,12 @@ row W in ``benchmarks/stage1_variants.md`` (more distinct levels for the same SF
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from pathlib import Path
 
 from dynamind_lite.envs.generators import level_set
-from dynamind_lite.envs.sokoban import generate_level, solve
+from dynamind_lite.envs.sokoban import generate_level, load_levels, solve
 from dynamind_lite.io import jsonl_text, write_text_atomic
 
 FAMILIES = {
@@ -133,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.extra_id is not None:
         if args.extra_id < 1 or args.extra_out is None:
             parser.error("--extra-id needs a positive N and --extra-out FILE")
-        shipped = {json.loads(line)["grid"] for path in sorted(args.out.glob("*.jsonl"))
-                   for line in path.read_text(encoding="utf-8").splitlines() if line}
+        shipped = {level["grid"] for path in args.out.glob("*.jsonl") for level in load_levels(path)}
         if not shipped:
             parser.error(f"no level files in {args.out}: --extra-id keeps its grids apart from the shipped ones")
         write_text_atomic(args.extra_out, jsonl_text(make_extra_id(args.extra_id, shipped)))
