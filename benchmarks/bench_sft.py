@@ -21,6 +21,7 @@ only::
                                       # one random batch of 8 per step (the tiny preset sorts each step's 8
                                       # examples by length into 4 micro-batches of 2)
     python benchmarks/bench_sft.py --data X.jsonl --compile          # the plain loop on torch.compile(model)
+    python benchmarks/bench_sft.py --data X.jsonl --autocast-bf16    # the plain loop under CPU bf16 autocast (AMX)
     python benchmarks/bench_sft.py --data X.jsonl --profile 10       # + where 10 plain-loop steps spend their time
 
 Without ``--data`` a small RESIM file is collected first (the preset's levels, b and d).
@@ -55,6 +56,9 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true",
                         help="time the plain loop on torch.compile(model, dynamic=True); the compile time, spent in "
                              "the warm-up steps, is printed apart")
+    parser.add_argument("--autocast-bf16", action="store_true",
+                        help="time the plain loop under torch.autocast('cpu', torch.bfloat16): fp32 weights and "
+                             "optimiser, bf16 matrix products (AMX hosts run them in hardware)")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="after the timed plain loop, profile this many more of its steps (torch.profiler) and "
                              "print the ops by their own CPU time")
@@ -124,8 +128,9 @@ def main() -> None:
             micro_batches = batches[step * accum:(step + 1) * accum]
             trained = sum(int((b["labels"] != -100).sum()) for b in micro_batches)  # eq. (1) divides by these
             for batch in micro_batches:
-                out = forward(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
-                              labels=batch["labels"], num_items_in_batch=trained)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast_bf16):
+                    out = forward(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                                  labels=batch["labels"], num_items_in_batch=trained)
                 out.loss.backward()
             torch.nn.utils.clip_grad_norm_(plain.parameters(), 1.0)
             optimizer.step()
@@ -164,6 +169,7 @@ def main() -> None:
                     round(trained / trainer_seconds)},
         "plain_loop": {"seconds": round(plain_seconds, 2), "examples_per_s": round(examples / plain_seconds, 1),
                        "tokens_per_s": round(tokens / plain_seconds), "compiled": args.compile,
+                       "autocast_bf16": args.autocast_bf16,
                        "warmup_seconds": round(warmup_seconds, 1)},
         "trainer_over_plain": round(plain_seconds / trainer_seconds, 3),
     }, indent=1))

@@ -13,6 +13,7 @@
     python benchmarks/stage1_variant.py --out runs/variant-mix6-2x-s0 --seed 0 --levels id_train:1000 mix_train@6x6/1 --max-steps 3490
     python benchmarks/stage1_variant.py --out runs/variant-wide192-2x-s0 --seed 0 --levels id_train:1800 --base runs/tiny-base-192 --max-steps 3490
     python benchmarks/stage1_variant.py --out runs/variant-lr4e3-s0 --seed 0 --levels id_train:1800 --learning-rate 4e-3
+    python benchmarks/stage1_variant.py --out runs/variant-accum2-s0 --seed 0 --levels id_train:1800 --grad-accum 2 --max-steps 3490
     python scripts/make_sokoban_levels.py --extra-id 9000 --extra-out runs/extra/id_extra_9000.jsonl
     python benchmarks/stage1_variant.py --out runs/variant-levels9k-s0 --seed 0 --levels runs/extra/id_extra_9000.jsonl
 
@@ -101,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default=None, help="base model folder (default: the preset's, data/models/tiny-base)")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="SFT peak learning rate (default: the preset's, 2e-3)")
+    parser.add_argument("--grad-accum", type=int, default=None,
+                        help="SFT micro-batches per optimiser step (default: the preset's, 4 of 2 examples)")
     args = parser.parse_args(argv)
 
     out = Path(args.out)
@@ -127,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
         out / "resim.log")
     base = tiny.model_name_or_path if args.base is None else args.base
     learning_rate = tiny.sft_learning_rate if args.learning_rate is None else args.learning_rate
+    grad_accum = tiny.sft_grad_accum if args.grad_accum is None else args.grad_accum
     run([python, "-m", "dynamind_lite", "sft", "--model", base, "--data", str(out / "train.jsonl"),
          "--out", str(out / "sft"), "--preset", "tiny", "--seed", str(args.seed),
-         "--set", f"sft_max_steps={args.max_steps}", "--set", f"sft_learning_rate={learning_rate}"], out / "sft.log")
+         "--set", f"sft_max_steps={args.max_steps}", "--set", f"sft_learning_rate={learning_rate}",
+         "--set", f"sft_grad_accum={grad_accum}"], out / "sft.log")
     heldout = Path(__file__).resolve().parent / "heldout_styles.py"
     return subprocess.call([python, str(heldout), "--models", str(out / "sft" / "final"),
                             "--out", str(out / "heldout.json")])
