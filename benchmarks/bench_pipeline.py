@@ -36,7 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         wall = time.perf_counter() - started
     else:
         run_dir = Path(args.run_dir)
-    results = json.loads((run_dir / "results.json").read_text())
+    results_file = run_dir / "results.json"
+    if not results_file.is_file():
+        sys.exit(f"--run-dir {run_dir}: no results.json; the pipeline writes it when the run has finished "
+                 "(is it still running, or did it stop early?)")
+    results = json.loads(results_file.read_text())
     timings = results["notebook_seconds"]
     if not any(isinstance(v, dict) for v in timings.values()):  # a run made before seed folders existed
         timings = {f"seed-{results.get('seed', 0)}": timings}

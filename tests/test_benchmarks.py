@@ -40,6 +40,12 @@ def test_stage1_variant_selects_levels_by_split_count_and_board(tmp_path):
     assert [json.loads(line)["id"] for line in variant.select_levels(f"{level_file}:2")] == ["x0", "x1"]
 
 
+def test_bench_pipeline_names_a_run_that_has_not_finished(tmp_path):
+    bench = load_benchmark("bench_pipeline")
+    with pytest.raises(SystemExit, match="no results.json"):
+        bench.main(["--run-dir", str(tmp_path)])
+
+
 def test_heldout_decision_quality_splits_steps_by_exact_simulation():
     from dynamind_lite.response import format_response, format_rollout
     from dynamind_lite.rollout import EpisodeRecord, StepRecord
