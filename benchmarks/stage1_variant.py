@@ -35,7 +35,9 @@ one row with the package's commands, so a row is one command:
    capped at ``--max-steps`` optimiser steps (default 1745, the preset's steps on
    its 1800 ``id_train`` levels at seed 0, so every variant gets the same SFT budget; a larger
    ``--max-steps`` trains longer, 3490 = 2.5 epochs, with the learning-rate schedule over all its steps;
-   ``--learning-rate`` sets the peak learning rate) -> ``OUT/sft/final``;
+   ``--learning-rate`` sets the peak learning rate; ``--grad-accum`` the sorted micro-batches of 2
+   examples per step, 4 in the preset: ``--grad-accum 2 --max-steps 3490`` trains the preset's examples in
+   twice its steps) -> ``OUT/sft/final``;
 4. ``benchmarks/heldout_styles.py`` on that model -> ``OUT/heldout.json`` and the
    tables on stdout.
 
