@@ -293,7 +293,9 @@ _PRESETS = {
     #   12.4%, inside the seeds' spread (row W); at twice the steps 22.2%, as row L (row W2, seeds 0-1):
     #   the steps, not the count of levels or passes over them, move the held-out style. Yet not the
     #   optimiser updates: the same examples in 3490 steps of 4 gave ID 55.5%, the held-out style 11.5%
-    #   (row X, seeds 0-2): the lever is the number of examples trained on, i.e. SFT compute.
+    #   (row X, seeds 0-2): the lever is the number of examples trained on, i.e. SFT compute. A 2-layer
+    #   base (0.46M) trains 1.8x the examples/s; at 3490 steps, 1.1-1.2x the preset's SFT time, it gave
+    #   ID 81.8% and the held-out style 18.7% (row Y, seeds 0-2): the candidate for the next preset.
     #   Batches *drawn* by length train a worse model: grouped by length (sft_group_by_length) the
     #   seed-0 model solved 40% of ID instead of 69%; refine and plain examples in batches of their own
     #   28.0% instead of 57.5%, Sim Score 0.32 instead of 0.61.
