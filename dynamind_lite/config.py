@@ -3,7 +3,7 @@
 Introduced in ``notebooks/04_resim_sft.ipynb``; every notebook takes a
 ``preset`` parameter and reads its defaults from here.
 
-* ``tiny``: the shipped ~0.85M-parameter Qwen2-architecture model
+* ``tiny``: the shipped ~0.46M-parameter Qwen2-architecture model
   (``data/models/tiny-base``) on a CPU, the whole pipeline in minutes.
 * ``small``: ``Qwen/Qwen2.5-0.5B-Instruct`` with 4-bit QLoRA, a free Colab T4.
 * ``full``: ``Qwen/Qwen2.5-7B-Instruct`` with LoRA and vLLM, the paper's model.
@@ -256,8 +256,8 @@ def _tiny_base_path() -> str:
 
 
 _PRESETS = {
-    # tiny: a from-scratch ~0.85M-parameter model on a 2-core CPU; every value
-    # below was measured (seed 0, figures in the README):
+    # tiny: a from-scratch ~0.46M-parameter model on a 2-core CPU; every value
+    # below was measured (figures in the README and benchmarks/stage1_variants.md):
     # * id_train (6x6, one box, reverse play): within Stage 1's 8-minute budget
     #   this model cannot learn the multi-style mix_train. One epoch of RESIM
     #   data on 1640 mix_train levels gave ID success 0.5% (Sim Score 0.25);
@@ -267,7 +267,7 @@ _PRESETS = {
     # * resim_explore=0.1: off-path states and blocked moves in the history.
     # * full fine-tuning: LoRA adapters on a 128-wide model train a small
     #   fraction of its weights and learn the grid dynamics far slower; all
-    #   ~0.85M weights train at CPU speed anyway. LoRA/QLoRA is the same code
+    #   ~0.46M weights train at CPU speed anyway. LoRA/QLoRA is the same code
     #   (tests, small and full presets).
     # * d=1: each simulated state is one move from the prompt's current state,
     #   so a response is ~130 tokens; b=2 compares two first moves. d=3 (~290 tokens) solved the
@@ -275,27 +275,24 @@ _PRESETS = {
     #   benchmarks/stage1_variants.md, where every Stage 1 variant named below is measured).
     # * value_fn="exact" (the default): with d=3 the heuristic V's teacher solves 91.7% of the held-out
     #   style, but its student solved 13.3% (seed 0; exact V, d=3: 20.6%) (row R).
-    # * 1.25 epochs over 1800 levels (1745 steps), each step's 8 random examples sorted by length into
-    #   4 micro-batches of 2 (sft_sort_micro_batches; the same examples and gradient per step as one
-    #   random batch of 8, padding 4% instead of 29%, bench_sft.py: 37.2 vs 27.5 examples/s). The time
-    #   saved buys the quarter epoch: DISTILL(RESIM) solved 59.0 / 69.5 / 68.0% of ID at seeds 0 / 1 / 2
-    #   (AMX host, runs/tiny-1126g, Stage 1 in 401-414 s; the same numbers on an AVX-512 host without
-    #   AMX, runs/tiny-1126h, Stage 1 in 716-1023 s) against 57.5 / 52.5 / 42.5% for 1 epoch of one
-    #   random batch of 8, in less SFT time (seeds 1, 2 on one day: 319 / 323 s against 365 / 378 s).
-    #   1 epoch sorted gave 58.5 / 26.5 / 13.5%; 1.5 epochs and 8 RL iterations took the main job to 28 min.
-    #   2.5 epochs (3490 steps) gave 89.5% ID and the held-out style 22.4% (Sim Score 0.61) over seeds 0-2,
-    #   against 65.5% and 13.5% (0.39) (row L), but SFT took 1245-1326 s on the
-    #   AVX-512 host: over budget. 5 epochs (6980 steps, row S, seed 0) gained nothing more on the
-    #   held-out style (21.7%, ID 93.5%).
-    #   Twice the peak learning rate (4e-3) at the preset's steps is no shortcut: the loss fell more
-    #   slowly and ID fell to 27.5%, the held-out style to 6.3% (seeds 0-2, row V). Five times as many
-    #   distinct id_train-generator levels (9000) at the preset's steps: ID 67.8%, the held-out style
-    #   12.4%, inside the seeds' spread (row W); at twice the steps 22.2%, as row L (row W2, seeds 0-1):
-    #   the steps, not the count of levels or passes over them, move the held-out style. Yet not the
-    #   optimiser updates: the same examples in 3490 steps of 4 gave ID 55.5%, the held-out style 11.5%
-    #   (row X, seeds 0-2): the lever is the number of examples trained on, i.e. SFT compute. A 2-layer
-    #   base (0.46M) trains 1.8x the examples/s; at 3490 steps, 1.1-1.2x the preset's SFT time, it gave
-    #   ID 81.8% and the held-out style 18.7% (row Y, seeds 0-2): the candidate for the next preset.
+    # * A 2-layer base (width 128, 0.46M) and 2.5 epochs over 1800 levels (3490 steps), each step's 8
+    #   random examples sorted by length into 4 micro-batches of 2 (sft_sort_micro_batches; the same
+    #   examples and gradient per step as one random batch of 8, padding 4% instead of 29%,
+    #   bench_sft.py: 37.2 vs 27.5 examples/s). What lifts every 6x6 split is SFT compute, the number
+    #   of examples trained on: the previous preset, the 4-layer base (0.85M) for 1.25 epochs (1745
+    #   steps), solved 65.5% of ID and 13.5% of the held-out style over seeds 0-2; 2.5 epochs of it 89.5%
+    #   and 22.4% (row L), but SFT took 1245-1326 s on the AVX-512 host; the same examples in 3490 steps
+    #   of 4 gave 55.5% and 11.5% (row X: not the updates); five times the distinct levels at 1745 steps
+    #   12.4% (row W), at 3490 steps 22.2% (row W2). Two layers of width 128 train 1.8x the examples/s
+    #   of four (bench_sft.py, 70.7 vs 39.2), so 2.5 epochs cost 1.1-1.2x the old SFT time: ID 81.8%,
+    #   the held-out style 18.7% [17.8, 20.0] at a fixed 3490 steps (row Y, seeds 0-2); this preset,
+    #   whose step count follows each seed's data, 78.3% and 16.1% [13.9, 20.0], with Stage 1 in
+    #   415-434 s on the AMX host (runs/tiny-1127c). 5 epochs of the 4-layer base (row S, seed 0)
+    #   gained nothing more on the held-out style (21.7%); twice the peak learning rate (4e-3) at
+    #   1745 steps is no shortcut (ID 27.5%, the held-out style 6.3%, row V). Earlier, with the 4-layer base: 1.25 epochs sorted
+    #   59.0 / 69.5 / 68.0% ID at seeds 0-2 against 57.5 / 52.5 / 42.5% for 1 epoch of one random batch
+    #   of 8, in less SFT time; 1 epoch sorted 58.5 / 26.5 / 13.5%.
+    #   The rows named in the other comments here were measured on that 4-layer base.
     #   Batches *drawn* by length train a worse model: grouped by length (sft_group_by_length) the
     #   seed-0 model solved 40% of ID instead of 69%; refine and plain examples in batches of their own
     #   28.0% instead of 57.5%, Sim Score 0.32 instead of 0.61.
@@ -322,7 +319,7 @@ _PRESETS = {
     #   lr 1e-4 with GRPO's per-episode loss normalisation (tuned on id_val, never a test split).
     "tiny": dict(
         model_name_or_path=_tiny_base_path, device="cpu", dtype="float32", full_finetune=True,
-        sft_epochs=1.25, sft_learning_rate=2e-3, sft_warmup_ratio=0.03, sft_batch_size=2, sft_grad_accum=4,
+        sft_epochs=2.5, sft_learning_rate=2e-3, sft_warmup_ratio=0.03, sft_batch_size=2, sft_grad_accum=4,
         sft_sort_micro_batches=True, sft_max_seq_len=1024, sft_save_steps=500, sft_fused_lm_head=False,
         max_new_tokens=320, eval_batch_size=200,
         num_resim_levels=1800, resim_train_levels="id_train", resim_refine=0.2, b=2, d=1, react_eval_levels=40,

@@ -221,12 +221,15 @@ def stage_estimates(preset: Preset, shape: ModelShape, gpus: int, gpu_kind: GPUK
     return [sft, rl, evaluation]
 
 
-TINY_MEASURED_SECONDS = {"01_mdp_sokoban": 6, "02_dfs_search_tree": 4, "03_resim_aggregation": 32,
-                         "04_resim_sft": 981, "05_simrollout": 107, "06_dyna_grpo": 803, "07_results": 8}
+TINY_MEASURED_SECONDS = {"01_mdp_sokoban": 3, "02_dfs_search_tree": 2, "03_resim_aggregation": 16,
+                         "04_resim_sft": 410, "05_simrollout": 22, "06_dyna_grpo": 215, "07_results": 4}
 """Seconds per notebook of the tiny preset (seed 0, ``python -m dynamind_lite pipeline --preset tiny``),
-measured on the slower of the project's 2-core Xeons (AVX-512, no AMX; ``runs/tiny-1126h``): a
-conservative plan. One with AMX ran notebooks 01-06 in 0.43x the time (``runs/tiny-1126g``: 831 s
-against 1933 s). Smoke runs take about a minute each."""
+measured on a 2-core Xeon with AMX (``runs/tiny-1127c``). Smoke runs take about a minute each."""
+
+TINY_SLOWEST_HOST_FACTOR = 2.3
+"""How much longer the slowest 2-core host measured (a Xeon with AVX-512 and no AMX) took for the
+same tiny work: 1933 s against 831 s for notebooks 01-06 of the previous tiny preset
+(``runs/tiny-1126h`` against ``runs/tiny-1126g``). The plan prints both ends."""
 
 
 def workload(preset: Preset) -> tuple[int, int, int]:

@@ -226,7 +226,7 @@ def plan_lines(run_dir: Path, preset_name: str, seeds: Sequence[int], smoke: boo
                source_dir: Path | None = None) -> tuple[list[str], float]:
     """The plan printed before any work: per seed, each notebook with "run" (and
     why) or "skip", and the estimated seconds of what will run."""
-    from dynamind_lite.estimates import TINY_MEASURED_SECONDS, gpu_notebook_seconds
+    from dynamind_lite.estimates import TINY_MEASURED_SECONDS, TINY_SLOWEST_HOST_FACTOR, gpu_notebook_seconds
 
     source_dir = notebook_dir() if source_dir is None else source_dir
     per_notebook = (dict.fromkeys(TINY_MEASURED_SECONDS, 60.0) if smoke else TINY_MEASURED_SECONDS
@@ -247,8 +247,10 @@ def plan_lines(run_dir: Path, preset_name: str, seeds: Sequence[int], smoke: boo
         lines.append(f"  seed {seed}: " + ", ".join(cells))
     total += per_notebook[RESULTS_NOTEBOOK]
     lines.append(f"  then {RESULTS_NOTEBOOK} over seeds {list(seeds)}")
-    basis = ("smoke: about a minute per notebook" if smoke else "measured on a 2-core Xeon CPU"
-             if preset_name == "tiny" else "estimated from the model size, see --dry-run")
+    basis = ("smoke: about a minute per notebook" if smoke
+             else f"measured on a 2-core Xeon with AMX; {total * TINY_SLOWEST_HOST_FACTOR / 60:.0f} min "
+                  f"on the slowest 2-core host measured" if preset_name == "tiny"
+             else "estimated from the model size, see --dry-run")
     lines.append(f"  estimated time: {total / 60:.0f} min ({basis})")
     return lines, total
 

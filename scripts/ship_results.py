@@ -1,16 +1,16 @@
 """Copy the small result files of a multi-seed run into ``data/results/<preset>/``.
 
-    python scripts/ship_results.py runs/tiny-1126h           # -> data/results/tiny/
+    python scripts/ship_results.py runs/tiny-1127c           # -> data/results/tiny/
 
 What is copied (a few hundred KB; no model weights): per seed,
 ``metrics/*.json`` (the results rows of notebooks 04 and 06) and
 ``grpo/rl_metrics.jsonl``, ``dyna_grpo/rl_metrics.jsonl`` (the RL curves); and
 the run's ``results_table.md`` and ``results_summary.json`` (notebook 07).
 Notebook 07 shows these when its ``run_dir`` holds no run, so a learner sees the
-README's table and plots without the 14-32 minutes per seed that make them.
+README's table and plots without the 11 minutes per seed (AMX host) that make them.
 
 The run itself is remade with
-``python -m dynamind_lite pipeline --preset tiny --run-dir runs/tiny-1126h --seeds 0 1 2``.
+``python -m dynamind_lite pipeline --preset tiny --run-dir runs/tiny-1127c --seeds 0 1 2``.
 The destination is replaced as a whole (written beside, then renamed).
 """
 

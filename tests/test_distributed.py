@@ -89,9 +89,11 @@ def test_sft_and_rl_commands_run_under_accelerate_launch_with_two_processes(tiny
     assert sft["last_loss"] < sft["first_loss"]
     assert _changed(str(Path(tiny_checkpoint) / "model.safetensors"), str(tmp_path / "sft" / "final" / "model.safetensors"))
 
+    # T = 1.5: at the preset's 0.7 the shipped policy can solve every episode of both tasks alike, and
+    # groups of equal returns have A = 0 everywhere: no sample to train on.
     rl = _launch(["rl", "--method", "grpo", "--init", str(tiny_distill_dir()), "--out", str(tmp_path / "rl"),
                   "--iterations", "1", "--set", "rl_tasks=2", "--set", "rl_group_size=4", "--set", "rl_max_steps=6",
-                  "--set", "rl_micro_batch_size=8"], tmp_path)
+                  "--set", "rl_micro_batch_size=8", "--set", "rl_temperature=1.5"], tmp_path)
     assert rl["num_processes"] == 2 and rl["last"]["samples"] > 0
     assert len((tmp_path / "rl" / "rl_metrics.jsonl").read_text().splitlines()) == 1
     assert _changed(str(tiny_distill_dir() / "model.safetensors"), str(tmp_path / "rl" / "model.safetensors"))

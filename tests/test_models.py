@@ -169,7 +169,7 @@ def test_shipped_tiny_base_is_a_small_qwen2_checkpoint_that_answers_in_format():
     assert sum(f.stat().st_size for f in path.iterdir()) < 10 * 2**20
     model, tokenizer = load_policy(str(path), device="cpu")
     assert model.config.model_type == "qwen2"
-    assert 5e5 <= sum(p.numel() for p in model.parameters()) <= 1e7
+    assert 2e5 <= sum(p.numel() for p in model.parameters()) <= 1e7  # a few hundred thousand to a few million
     assert tokenizer.backend_tokenizer.to_str() == build_tokenizer().backend_tokenizer.to_str()
     grids = [level["grid"] for level in load_levels(level_file("id_val"))[:4]]
     prompts = [tokenizer.apply_chat_template(build_messages(g), add_generation_prompt=True, tokenize=False)

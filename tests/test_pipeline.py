@@ -10,6 +10,7 @@ import nbformat
 import pytest
 
 from dynamind_lite import pipeline
+from dynamind_lite.estimates import TINY_MEASURED_SECONDS, TINY_SLOWEST_HOST_FACTOR
 from dynamind_lite.evaluate import results_row, results_table_markdown
 
 ROW_NOTEBOOK = '''
@@ -165,7 +166,10 @@ def test_plan_names_what_runs_and_what_is_skipped(tmp_path):
     run_dir = tmp_path / "run"
     lines, seconds = pipeline.plan_lines(run_dir, "tiny", [0, 1], smoke=False)
     assert lines[1].startswith("  seed 0: 01 run") and "06 run" in lines[2]
-    assert "estimated time" in lines[-1] and seconds > 2 * 800  # two seeds of Stage 1 and 2 on a CPU
+    per_seed = sum(seconds_of for name, seconds_of in TINY_MEASURED_SECONDS.items() if name != "07_results")
+    assert seconds == 2 * per_seed + TINY_MEASURED_SECONDS["07_results"]  # notebooks 01-06 twice, then 07 once
+    assert lines[-1] == (f"  estimated time: {seconds / 60:.0f} min (measured on a 2-core Xeon with AMX; "
+                         f"{seconds * TINY_SLOWEST_HOST_FACTOR / 60:.0f} min on the slowest 2-core host measured)")
 
 
 @pytest.mark.parametrize("preset", ["small", "full"])
