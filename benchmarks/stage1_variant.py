@@ -31,8 +31,12 @@ one row with the package's commands, so a row is one command:
    and ``--rollout-order`` override theirs) -> ``OUT/train.jsonl``;
 3. ``python -m dynamind_lite sft --preset tiny`` from the shipped tiny base (``--base``: another
    base, e.g. a wider one from ``scripts/build_tiny_base.py --hidden-size 192``)
-   (its progress bar in ``OUT/sft.log``),
-   capped at ``--max-steps`` optimiser steps (default 1745, the preset's steps on
+   (its progress bar in ``OUT/sft.log``). The shipped base has 2 layers since row Y became the
+   preset; rows A-X were measured from the 4-layer base shipped before it, which
+   ``git archive 6b273f8 data/models/tiny-base | tar -x -C runs/base-l4`` restores for
+   ``--base runs/base-l4/data/models/tiny-base`` (``build_tiny_base.py --layers 4`` today trains a
+   similar 4-layer base, not the same bytes: the training code has changed since it was built);
+   capped at ``--max-steps`` optimiser steps (default 1745, the previous preset's steps on
    its 1800 ``id_train`` levels at seed 0, so every variant gets the same SFT budget; a larger
    ``--max-steps`` trains longer, 3490 = 2.5 epochs, with the learning-rate schedule over all its steps;
    ``--learning-rate`` sets the peak learning rate; ``--grad-accum`` the sorted micro-batches of 2
