@@ -289,9 +289,9 @@ _PRESETS = {
     #   whose step count follows each seed's data, 78.3% and 16.1% [13.9, 20.0], with Stage 1 in
     #   415-434 s on the AMX host (runs/tiny-1127c). 5 epochs of the 4-layer base (row S, seed 0)
     #   gained nothing more on the held-out style (21.7%); twice the peak learning rate (4e-3) at
-    #   1745 steps is no shortcut (ID 27.5%, the held-out style 6.3%, row V). Earlier, with the 4-layer base: 1.25 epochs sorted
-    #   59.0 / 69.5 / 68.0% ID at seeds 0-2 against 57.5 / 52.5 / 42.5% for 1 epoch of one random batch
-    #   of 8, in less SFT time; 1 epoch sorted 58.5 / 26.5 / 13.5%.
+    #   1745 steps is no shortcut (ID 27.5%, the held-out style 6.3%, row V). Earlier, with the
+    #   4-layer base: 1.25 epochs sorted 59.0 / 69.5 / 68.0% ID at seeds 0-2 against 57.5 / 52.5 /
+    #   42.5% for 1 epoch of one random batch of 8, in less SFT time; 1 epoch sorted 58.5 / 26.5 / 13.5%.
     #   The rows named in the other comments here were measured on that 4-layer base.
     #   Batches *drawn* by length train a worse model: grouped by length (sft_group_by_length) the
     #   seed-0 model solved 40% of ID instead of 69%; refine and plain examples in batches of their own

@@ -61,10 +61,11 @@ from dynamind_lite.search import NoisyExpertPolicy, NoisySolverPolicy
 
 ARCHITECTURE = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2, num_attention_heads=8,
                     num_key_value_heads=4, max_position_embeddings=2048, tie_word_embeddings=True)
-"""Qwen2 config of the tiny Sokoban base model (about 0.46M parameters, ~1.9 MB in float32); ``--hidden-size``
-and ``--layers`` change its width (the MLP stays 3x as wide) and depth. Two layers, not four: at the
-same width a 2-layer model trains 1.8x the SFT examples per second, and within Stage 1's budget the
-extra examples beat the extra depth (row Y of ``benchmarks/stage1_variants.md``)."""
+"""Qwen2 config of the tiny Sokoban base model (about 0.46M parameters, 1.8 MB in float32);
+``--hidden-size`` and ``--layers`` change its width (the MLP stays 3x as wide) and depth. Two
+layers, not four: at the same width a 2-layer model trains 1.8x the SFT examples per second, and
+within Stage 1's budget the extra examples beat the extra depth (row Y of
+``benchmarks/stage1_variants.md``)."""
 
 ALFWORLD_LAYERS = 4
 """Depth of the mini-ALFWorld base (``--world alfworld``), which keeps the 4-layer shape it was measured with."""
@@ -202,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--hidden-size", type=int, default=ARCHITECTURE["hidden_size"],
                         help="width of the model, a multiple of 16 (its MLP is 3x as wide)")
-    parser.add_argument("--layers", type=int, default=None,
-                        help=f"decoder layers (default {ARCHITECTURE['num_hidden_layers']}; alfworld {ALFWORLD_LAYERS})")
+    parser.add_argument("--layers", type=int, default=None, help=f"decoder layers (default "
+                        f"{ARCHITECTURE['num_hidden_layers']}; alfworld {ALFWORLD_LAYERS})")
     args = parser.parse_args(argv)
     heads = ARCHITECTURE["num_attention_heads"]
     if args.hidden_size < 2 * heads or args.hidden_size % (2 * heads):
