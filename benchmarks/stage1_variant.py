@@ -16,6 +16,8 @@
     python benchmarks/stage1_variant.py --out runs/variant-accum2-s0 --seed 0 --levels id_train:1800 --grad-accum 2 --max-steps 3490
     python scripts/make_sokoban_levels.py --extra-id 9000 --extra-out runs/extra/id_extra_9000.jsonl
     python benchmarks/stage1_variant.py --out runs/variant-levels9k-s0 --seed 0 --levels runs/extra/id_extra_9000.jsonl
+    python scripts/make_sokoban_levels.py --extra-spread 1800 --extra-out runs/extra/rp_spread_4_8.jsonl
+    python benchmarks/stage1_variant.py --out runs/variant-l2-spread-s0 --seed 0 --levels runs/extra/rp_spread_4_8.jsonl --max-steps 3490
 
 The table of Stage 1 variants in ``benchmarks/stage1_variants.md`` (summed up in the
 README's section "Generalisation") compares training data for the tiny model at the

@@ -23,6 +23,13 @@ optimal length: ``room_carving`` (a training style, 4..10 moves) and
 writes, instead, N more levels of the ID family's generator (reverse play, 6x6, one box;
 seeds from 3,000,000; no grid of any shipped split), not shipped: the training levels of
 row W in ``benchmarks/stage1_variants.md`` (more distinct levels for the same SFT steps).
+
+    python scripts/make_sokoban_levels.py --extra-spread 1800 --extra-out runs/extra/rp_spread_4_8.jsonl
+
+writes N levels of that generator spread evenly over 4..8 optimal moves (``level_set``,
+seeds from 5,000,000; no shipped grid), not shipped: the training levels of row AB (a spread
+of difficulty from the training generator alone). 8 moves is its reach at 6x6: it makes too
+few distinct levels of 9 and 10 moves.
 """
 
 from __future__ import annotations
@@ -121,22 +128,42 @@ def make_extra_id(count: int, taken: set[str]) -> list[dict]:
     return draw_family_levels("id", "id_extra", count, EXTRA_ID_FIRST_SEED, taken)[0]
 
 
+EXTRA_SPREAD_FIRST_SEED = 5_000_000
+"""First rng seed of ``--extra-spread``."""
+EXTRA_SPREAD_LENGTHS = range(4, 9)
+"""Optimal lengths of ``--extra-spread``: what reverse play makes at 6x6 with one box."""
+
+
+def make_extra_spread(count: int, taken: set[str]) -> list[dict]:
+    """``count`` reverse-play 6x6 one-box levels spread evenly over EXTRA_SPREAD_LENGTHS, none in ``taken``."""
+    return level_set("reverse_play", count, lengths=EXTRA_SPREAD_LENGTHS, first_seed=EXTRA_SPREAD_FIRST_SEED,
+                     exclude=taken, prefix="rp_spread")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "sokoban")
     parser.add_argument("--check", action="store_true", help="compare with the files in --out instead of writing")
     parser.add_argument("--extra-id", type=int, metavar="N",
                         help="instead, write N more ID-family levels (no shipped grid) to --extra-out")
-    parser.add_argument("--extra-out", type=Path, help="the JSONL file of --extra-id")
+    parser.add_argument("--extra-spread", type=int, metavar="N",
+                        help="instead, write N ID-generator levels spread over 4..8 moves (no shipped grid) to --extra-out")
+    parser.add_argument("--extra-out", type=Path, help="the JSONL file of --extra-id or --extra-spread")
     args = parser.parse_args(argv)
-    if args.extra_id is not None:
-        if args.extra_id < 1 or args.extra_out is None:
-            parser.error("--extra-id needs a positive N and --extra-out FILE")
+    extra = [(flag, count, make) for flag, count, make in (("--extra-id", args.extra_id, make_extra_id),
+                                                          ("--extra-spread", args.extra_spread, make_extra_spread))
+             if count is not None]
+    if len(extra) > 1:
+        parser.error("--extra-id and --extra-spread write one file each: give one of them")
+    if extra:
+        flag, count, make = extra[0]
+        if count < 1 or args.extra_out is None:
+            parser.error(f"{flag} needs a positive N and --extra-out FILE")
         shipped = {level["grid"] for path in args.out.glob("*.jsonl") for level in load_levels(path)}
         if not shipped:
-            parser.error(f"no level files in {args.out}: --extra-id keeps its grids apart from the shipped ones")
-        write_text_atomic(args.extra_out, jsonl_text(make_extra_id(args.extra_id, shipped)))
-        print(f"{args.extra_out}: {args.extra_id} levels")
+            parser.error(f"no level files in {args.out}: {flag} keeps its grids apart from the shipped ones")
+        write_text_atomic(args.extra_out, jsonl_text(make(count, shipped)))
+        print(f"{args.extra_out}: {count} levels")
         return 0
     mismatches = 0
     splits = {split: rows for family in FAMILIES for split, rows in make_family(family).items()}

@@ -715,12 +715,14 @@ def test_level_script_reproduces_the_files_byte_identically():
     assert result.stdout.count("identical") == len(list((ROOT / "data" / "sokoban").glob("*.jsonl")))
 
 
-def test_extra_id_levels_are_new_optimal_and_repeatable(tmp_path):
-    """``--extra-id``: ID-family levels with optimal solutions, none a shipped grid, the same bytes twice."""
+@pytest.mark.parametrize("flag", ["--extra-id", "--extra-spread"])
+def test_extra_levels_are_new_optimal_and_repeatable(tmp_path, flag):
+    """``--extra-id`` and ``--extra-spread``: 6x6 one-box levels of the ID generator with optimal
+    solutions, none a shipped grid, the same bytes twice; ``--extra-spread`` evenly over 4..8 moves."""
     paths = [tmp_path / "a.jsonl", tmp_path / "b.jsonl"]
     for path in paths:
         result = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_sokoban_levels.py"),
-                                 "--extra-id", "30", "--extra-out", str(path)],
+                                 flag, "30", "--extra-out", str(path)],
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
     assert paths[0].read_bytes() == paths[1].read_bytes()
@@ -732,3 +734,5 @@ def test_extra_id_levels_are_new_optimal_and_repeatable(tmp_path):
         assert level["grid"] not in shipped_grids and level["size"] == [6, 6] and level["num_boxes"] == 1
         assert len(level["solution"]) == ref_bfs(level["grid"]), level["id"]
         assert ref_solved(ref_play(level["grid"], level["solution"]))
+    if flag == "--extra-spread":
+        assert sorted(len(level["solution"]) for level in levels) == sorted(list(range(4, 9)) * 6)
