@@ -144,19 +144,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent.parent / "data" / "sokoban")
     parser.add_argument("--check", action="store_true", help="compare with the files in --out instead of writing")
-    parser.add_argument("--extra-id", type=int, metavar="N",
-                        help="instead, write N more ID-family levels (no shipped grid) to --extra-out")
-    parser.add_argument("--extra-spread", type=int, metavar="N",
-                        help="instead, write N ID-generator levels spread over 4..8 moves (no shipped grid) to --extra-out")
+    extra_levels = parser.add_mutually_exclusive_group()
+    extra_levels.add_argument("--extra-id", type=int, metavar="N",
+                              help="instead, write N more ID-family levels (no shipped grid) to --extra-out")
+    extra_levels.add_argument("--extra-spread", type=int, metavar="N",
+                              help="instead, write N ID-generator levels spread over 4..8 moves (no shipped grid) "
+                                   "to --extra-out")
     parser.add_argument("--extra-out", type=Path, help="the JSONL file of --extra-id or --extra-spread")
     args = parser.parse_args(argv)
-    extra = [(flag, count, make) for flag, count, make in (("--extra-id", args.extra_id, make_extra_id),
-                                                          ("--extra-spread", args.extra_spread, make_extra_spread))
-             if count is not None]
-    if len(extra) > 1:
-        parser.error("--extra-id and --extra-spread write one file each: give one of them")
-    if extra:
-        flag, count, make = extra[0]
+    if args.extra_id is not None or args.extra_spread is not None:
+        flag, count, make = (("--extra-id", args.extra_id, make_extra_id) if args.extra_id is not None
+                             else ("--extra-spread", args.extra_spread, make_extra_spread))
         if count < 1 or args.extra_out is None:
             parser.error(f"{flag} needs a positive N and --extra-out FILE")
         shipped = {level["grid"] for path in args.out.glob("*.jsonl") for level in load_levels(path)}
